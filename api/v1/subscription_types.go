@@ -1,0 +1,256 @@
+package v1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Role is what a Subscription may do on its topics.
+// +kubebuilder:validation:Enum=Consume;Produce
+type Role string
+
+const (
+	// RoleConsume grants Read and Describe on the topics and Read on the
+	// consumer group.
+	RoleConsume Role = "Consume"
+	// RoleProduce grants Write and Describe on the topics and
+	// IdempotentWrite on the cluster.
+	RoleProduce Role = "Produce"
+)
+
+// Mechanism is a SASL/SCRAM mechanism.
+// +kubebuilder:validation:Enum=SCRAM-SHA-512;SCRAM-SHA-256
+type Mechanism string
+
+const (
+	MechanismSCRAMSHA512 Mechanism = "SCRAM-SHA-512"
+	MechanismSCRAMSHA256 Mechanism = "SCRAM-SHA-256"
+)
+
+// TopicReference points at a Topic object.
+type TopicReference struct {
+	// Name of the Topic object (metadata.name, not the broker name).
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Namespace of the Topic; defaults to the Subscription's. The Topic
+	// must list this Subscription's namespace in spec.allowedNamespaces.
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+}
+
+// CredentialsSpec configures the SCRAM credentials issued.
+type CredentialsSpec struct {
+	// Mechanism of the SCRAM credential; SCRAM-SHA-512 by default.
+	// +optional
+	// +kubebuilder:default=SCRAM-SHA-512
+	Mechanism Mechanism `json:"mechanism,omitempty"`
+
+	// SecretName of the Secret the operator writes the credentials into;
+	// defaults to <subscription name>-bus-credentials. Immutable.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	SecretName string `json:"secretName,omitempty"`
+}
+
+// QuotaSpec limits a client's throughput on the broker.
+type QuotaSpec struct {
+	// ProducerByteRate caps produced bytes per second.
+	// +optional
+	// +kubebuilder:validation:Minimum=1024
+	ProducerByteRate *int64 `json:"producerByteRate,omitempty"`
+
+	// ConsumerByteRate caps fetched bytes per second.
+	// +optional
+	// +kubebuilder:validation:Minimum=1024
+	ConsumerByteRate *int64 `json:"consumerByteRate,omitempty"`
+}
+
+// SubscriptionSpec declares a consumer or producer of topics.
+// +kubebuilder:validation:XValidation:rule="!has(self.consumerGroup) || self.role == 'Consume'",message="consumerGroup applies only to role Consume"
+// +kubebuilder:validation:XValidation:rule="(has(self.credentials) && has(self.credentials.secretName) ? self.credentials.secretName : '') == (has(oldSelf.credentials) && has(oldSelf.credentials.secretName) ? oldSelf.credentials.secretName : '')",message="credentials.secretName is immutable"
+// +kubebuilder:validation:XValidation:rule="(has(self.consumerGroup) ? self.consumerGroup : '') == (has(oldSelf.consumerGroup) ? oldSelf.consumerGroup : '')",message="consumerGroup is immutable: committed offsets belong to the group"
+type SubscriptionSpec struct {
+	// Topics this Subscription uses.
+	// +required
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, a.name == b.name && (has(a.__namespace__) ? a.__namespace__ : '') == (has(b.__namespace__) ? b.__namespace__ : '')))",message="topics must not list the same Topic twice"
+	Topics []TopicReference `json:"topics"`
+
+	// Role is Consume (default) or Produce.
+	// +optional
+	// +kubebuilder:default=Consume
+	Role Role `json:"role,omitempty"`
+
+	// ConsumerGroup for role Consume; defaults to <namespace>.<name>.
+	// Immutable.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=249
+	// +kubebuilder:validation:Pattern=`^[a-zA-Z0-9._-]+$`
+	ConsumerGroup string `json:"consumerGroup,omitempty"`
+
+	// ChangeTicket names the ChangeTicket, in this namespace, that
+	// authorises this Subscription.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	ChangeTicket string `json:"changeTicket"`
+
+	// Credentials configures the SCRAM credential and its Secret.
+	// +optional
+	Credentials *CredentialsSpec `json:"credentials,omitempty"`
+
+	// Quota limits the client's throughput, where the broker supports
+	// client quotas.
+	// +optional
+	Quota *QuotaSpec `json:"quota,omitempty"`
+}
+
+// ACLEntry is one ACL the operator granted.
+type ACLEntry struct {
+	// ResourceType: Topic, Group or Cluster.
+	// +required
+	ResourceType string `json:"resourceType"`
+	// ResourceName: topic or group name, or kafka-cluster.
+	// +required
+	ResourceName string `json:"resourceName"`
+	// PatternType: Literal.
+	// +required
+	PatternType string `json:"patternType"`
+	// Operation: Read, Write, Describe or IdempotentWrite.
+	// +required
+	Operation string `json:"operation"`
+}
+
+// SubscriptionStatus reports the credentials and grants on the broker.
+type SubscriptionStatus struct {
+	// ObservedGeneration is the generation last applied successfully.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Principal the ACLs are granted to, User:<namespace>.<name>.
+	// +optional
+	Principal string `json:"principal,omitempty"`
+
+	// Username of the SCRAM credential.
+	// +optional
+	Username string `json:"username,omitempty"`
+
+	// SecretName holds the credentials and client config.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// ConsumerGroup granted, for role Consume.
+	// +optional
+	ConsumerGroup string `json:"consumerGroup,omitempty"`
+
+	// Topics lists the broker topic names granted.
+	// +optional
+	// +listType=atomic
+	Topics []string `json:"topics,omitempty"`
+
+	// TopicsSummary joins Topics for the printer column.
+	// +optional
+	TopicsSummary string `json:"topicsSummary,omitempty"`
+
+	// GrantedACLs are the ACLs the operator created and owns.
+	// +optional
+	// +listType=atomic
+	GrantedACLs []ACLEntry `json:"grantedACLs,omitempty"`
+
+	// CredentialsRotation is the last value of the rotate annotation
+	// acted on.
+	// +optional
+	CredentialsRotation string `json:"credentialsRotation,omitempty"`
+
+	// PasswordChangedAt is when the current password was issued.
+	// +optional
+	PasswordChangedAt *metav1.Time `json:"passwordChangedAt,omitempty"`
+
+	// AppliedTicket authorised the grants on the broker.
+	// +optional
+	AppliedTicket *AppliedTicket `json:"appliedTicket,omitempty"`
+
+	// Conditions: Ready and Approved always; Reconciling and Stalled only
+	// while True.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Subscription grants a workload credentials to consume or produce topics.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=sub,categories=hmsbus
+// +kubebuilder:printcolumn:name="Role",type=string,JSONPath=`.spec.role`
+// +kubebuilder:printcolumn:name="Topics",type=string,JSONPath=`.status.topicsSummary`
+// +kubebuilder:printcolumn:name="Principal",type=string,JSONPath=`.status.principal`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.status.secretName`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].message`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Subscription struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec declares what the workload needs.
+	// +required
+	Spec SubscriptionSpec `json:"spec"`
+
+	// Status reports what was granted.
+	// +optional
+	Status SubscriptionStatus `json:"status,omitempty"`
+}
+
+// Principal is the Kafka principal of the Subscription. Namespaces cannot
+// contain dots, so the first dot separates namespace and name and two
+// Subscriptions can never share a principal.
+func (s *Subscription) Principal() string { return "User:" + s.Username() }
+
+// Username is the SCRAM user name, <namespace>.<name>.
+func (s *Subscription) Username() string { return s.Namespace + "." + s.Name }
+
+// ConsumerGroupName is the consumer group granted to a consuming Subscription.
+func (s *Subscription) ConsumerGroupName() string {
+	if s.Spec.ConsumerGroup != "" {
+		return s.Spec.ConsumerGroup
+	}
+	return s.Namespace + "." + s.Name
+}
+
+// SecretName is the Secret that holds the credentials.
+func (s *Subscription) SecretName() string {
+	if s.Spec.Credentials != nil && s.Spec.Credentials.SecretName != "" {
+		return s.Spec.Credentials.SecretName
+	}
+	return s.Name + "-bus-credentials"
+}
+
+// MechanismName is the SCRAM mechanism in use.
+func (s *Subscription) MechanismName() Mechanism {
+	if s.Spec.Credentials != nil && s.Spec.Credentials.Mechanism != "" {
+		return s.Spec.Credentials.Mechanism
+	}
+	return MechanismSCRAMSHA512
+}
+
+// SubscriptionList is a list of Subscriptions.
+// +kubebuilder:object:root=true
+type SubscriptionList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Subscription `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Subscription{}, &SubscriptionList{})
+}

@@ -1,0 +1,188 @@
+// Package controllers holds one reconciler per kind. Every Reconcile has the
+// same shape (after Flux's kustomize-controller): get the object, defer a
+// single status patch, handle deletion through the finalizer, then take
+// small steps. Ready is always set; Reconciling and Stalled exist only while
+// true (kstatus), and observedGeneration advances only on success.
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	busv1 "github.com/hms-platform/bus-operator/api/v1"
+	"github.com/hms-platform/bus-operator/internal/governance"
+)
+
+// Index names for the field indexes the controllers register.
+const (
+	// indexTicket maps Topics and Subscriptions to "namespace/name" of the
+	// ChangeTicket they reference, so a ticket change wakes exactly them.
+	indexTicket = "spec.changeTicket"
+	// indexBrokerTopic maps Topics to their broker topic name, to find
+	// conflicts and wake the loser when the winner goes away.
+	indexBrokerTopic = "brokerTopicName"
+	// indexTopicRef maps Subscriptions to "namespace/name" of each Topic
+	// they use, so a Topic change wakes its Subscriptions.
+	indexTopicRef = "spec.topics"
+)
+
+// Options shared by the reconcilers.
+type Options struct {
+	// Policy is the operator's governance policy.
+	Policy governance.Policy
+	// ResyncPeriod is how often broker state is re-read to repair drift;
+	// each requeue is jittered by up to 10% so objects spread out.
+	ResyncPeriod time.Duration
+	// AuditTopic is reserved: no Topic may manage it.
+	AuditTopic string
+	// Now returns the current time; tests replace it.
+	Now func() time.Time
+}
+
+func (o Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+// resync returns the jittered drift-repair interval.
+func (o Options) resync() time.Duration {
+	p := o.ResyncPeriod
+	if p <= 0 {
+		p = 5 * time.Minute
+	}
+	return p + time.Duration(rand.Int64N(int64(p)/10+1))
+}
+
+// decide answers whether obj's current spec may be applied for op, reading
+// the ticket and the namespace's minimum approvals through the cache.
+func decide(ctx context.Context, c client.Reader, o Options, kind busv1.CoveredKind, obj client.Object, ticketRef string, op busv1.Operation) (governance.Decision, error) {
+	subject := governance.Subject{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Operation: op, TicketRef: ticketRef}
+	ns, name := governance.TicketKey(obj.GetNamespace(), ticketRef)
+	var ticket *busv1.ChangeTicket
+	if ticketRef != "" && ns == obj.GetNamespace() {
+		t := &busv1.ChangeTicket{}
+		err := c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, t)
+		switch {
+		case err == nil:
+			ticket = t
+		case !apierrors.IsNotFound(err):
+			return governance.Decision{}, fmt.Errorf("getting ChangeTicket %s/%s: %w", ns, name, err)
+		}
+	}
+	nsMin, err := namespaceMinApprovals(ctx, c, obj.GetNamespace())
+	if err != nil {
+		return governance.Decision{}, err
+	}
+	return governance.Evaluate(ticket, subject, o.Policy, nsMin, o.now()), nil
+}
+
+// namespaceMinApprovals reads the namespace's bus.hms.io/min-approvals; a
+// value that is not a positive number is ignored rather than lowering the
+// bar.
+func namespaceMinApprovals(ctx context.Context, c client.Reader, namespace string) (int32, error) {
+	ns := &corev1.Namespace{}
+	if err := c.Get(ctx, types.NamespacedName{Name: namespace}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("getting namespace %s: %w", namespace, err)
+	}
+	n, err := strconv.ParseInt(ns.Annotations[busv1.AnnotationMinApprovals], 10, 32)
+	if err != nil || n < 0 {
+		return 0, nil
+	}
+	return int32(n), nil
+}
+
+// setCondition sets a condition, keeping its transition time when the
+// status is unchanged, so an unchanged resync writes nothing.
+func setCondition(conds *[]metav1.Condition, gen int64, typ string, status metav1.ConditionStatus, reason, msg string) {
+	meta.SetStatusCondition(conds, metav1.Condition{Type: typ, Status: status, Reason: reason, Message: truncate(msg), ObservedGeneration: gen})
+}
+
+// setTransient sets a kstatus abnormal-true condition (Reconciling,
+// Stalled, Drifted) while on, and removes it otherwise.
+func setTransient(conds *[]metav1.Condition, gen int64, typ string, on bool, reason, msg string) {
+	if !on {
+		meta.RemoveStatusCondition(conds, typ)
+		return
+	}
+	setCondition(conds, gen, typ, metav1.ConditionTrue, reason, msg)
+}
+
+// conditionsFor is the common condition bookkeeping of a reconcile result.
+type result struct {
+	ready   bool
+	reason  string
+	message string
+	// stalled marks an error only a human can fix; reconciling marks
+	// progress still under way (waiting for the broker, for instance).
+	stalled     bool
+	reconciling bool
+}
+
+func applyResult(conds *[]metav1.Condition, gen int64, r result) {
+	status := metav1.ConditionFalse
+	if r.ready {
+		status = metav1.ConditionTrue
+	}
+	setCondition(conds, gen, busv1.ConditionReady, status, r.reason, r.message)
+	setTransient(conds, gen, busv1.ConditionStalled, r.stalled, r.reason, r.message)
+	setTransient(conds, gen, busv1.ConditionReconciling, r.reconciling, r.reason, r.message)
+}
+
+// patchStatus writes the status once, and only when it changed: a resync
+// that finds nothing to do costs no API write.
+func patchStatus(ctx context.Context, c client.Client, before, after client.Object, beforeStatus, afterStatus any) error {
+	if equality.Semantic.DeepEqual(beforeStatus, afterStatus) {
+		return nil
+	}
+	if err := c.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil // deleted meanwhile: nothing left to report on
+		}
+		return fmt.Errorf("patching status of %s/%s: %w", after.GetNamespace(), after.GetName(), err)
+	}
+	return nil
+}
+
+func isPaused(obj client.Object) bool { return obj.GetAnnotations()[busv1.AnnotationPaused] == "true" }
+
+func truncate(s string) string {
+	const limit = 1024
+	if len(s) > limit {
+		return s[:limit-3] + "..."
+	}
+	return s
+}
+
+// specOrMetaChanged lets through what a reconcile must react to: spec
+// (generation), annotations (pause, rotate), finalizers and deletion. It
+// drops the operator's own status writes, which would otherwise cost a
+// broker read each.
+var specOrMetaChanged = predicate.Funcs{
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld, e.ObjectNew
+		return o.GetGeneration() != n.GetGeneration() ||
+			!equality.Semantic.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) ||
+			!equality.Semantic.DeepEqual(o.GetFinalizers(), n.GetFinalizers()) ||
+			!o.GetDeletionTimestamp().Equal(n.GetDeletionTimestamp())
+	},
+}
+
+func key(namespace, name string) string { return namespace + "/" + name }

@@ -1,0 +1,337 @@
+package controllers_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	busv1 "github.com/hms-platform/bus-operator/api/v1"
+	"github.com/hms-platform/bus-operator/internal/embedded"
+	"github.com/hms-platform/bus-operator/internal/governance"
+	"github.com/hms-platform/bus-operator/internal/kafka"
+	"github.com/hms-platform/bus-operator/internal/operator"
+	"github.com/hms-platform/bus-operator/internal/testenv"
+)
+
+// The suite runs the real manager against the real API server (envtest with
+// the kube-apiserver and etcd built into bin/) and a real kfake broker with
+// SASL/SCRAM and ACLs enforced.
+var (
+	env      *testenv.Env
+	broker   *brokerHandle
+	admin    *kafka.Client // the test's own admin client, for assertions and out-of-band changes
+	logs     = &syncBuffer{}
+	resync   = 2 * time.Second
+	requests = &requestCounter{}
+)
+
+const (
+	requester = "alice"
+	reviewer  = "rita"
+)
+
+// brokerHandle restarts the embedded broker on the same ports and data dir,
+// so a "broker down, then up" test keeps the cluster's state.
+type brokerHandle struct {
+	mu      sync.Mutex
+	b       *embedded.Broker
+	opts    embedded.Options
+	dataDir string
+}
+
+func (h *brokerHandle) start() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	b, err := embedded.Start(h.opts)
+	if err != nil {
+		return err
+	}
+	h.b = b
+	requests.install(b)
+	return nil
+}
+
+func (h *brokerHandle) stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.b.Close()
+}
+
+func (h *brokerHandle) bootstrap() []string {
+	out := make([]string, len(h.opts.Ports))
+	for i, p := range h.opts.Ports {
+		out[i] = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	return out
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runSuite(m))
+}
+
+func runSuite(m *testing.M) int {
+	var err error
+	if env, err = testenv.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting test control plane:", err)
+		return 1
+	}
+	stopManager, err := startBrokerAndOperator()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = env.Stop()
+		return 1
+	}
+	code := m.Run()
+	// The manager goes first: the API server waits for open watches.
+	stopManager()
+	broker.stop()
+	_ = os.RemoveAll(broker.dataDir)
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping test control plane:", err)
+	}
+	return code
+}
+
+func startBrokerAndOperator() (func(), error) {
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "hmsbus-broker-")
+	if err != nil {
+		return nil, err
+	}
+	broker = &brokerHandle{opts: embedded.Options{Ports: ports, DataDir: dir, AdminPassword: "test-admin-secret-0123456789"}, dataDir: dir}
+	if err := broker.start(); err != nil {
+		return nil, err
+	}
+	kcfg := kafka.Config{
+		Bootstrap: broker.bootstrap(), Mechanism: embedded.AdminMechanism,
+		Username: broker.b.AdminUser, Password: broker.b.AdminPassword,
+		RequestTimeout: 4 * time.Second,
+		// kfake always tells clients 4096 iterations, whatever a
+		// credential was stored with, so only 4096 authenticates there.
+		SCRAMIterations: kafka.MinSCRAMIterations,
+	}
+	if admin, err = kafka.New(context.Background(), kcfg); err != nil {
+		return nil, err
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(logs, os.Stderr)), zap.UseDevMode(false)))
+	mgr, opClient, err := operator.New(env.Config, operator.Config{
+		Kafka:              kcfg,
+		Policy:             governance.Policy{MinApprovals: 1, MaxWindow: 24 * time.Hour},
+		ResyncPeriod:       resync,
+		MetricsAddr:        "0",
+		ProbeAddr:          "0",
+		SkipNameValidation: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer opClient.Close()
+		if err := mgr.Start(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "manager stopped:", err)
+		}
+	}()
+	return func() { cancel(); <-done; admin.Close() }, nil
+}
+
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			_ = l.Close()
+		}
+	}()
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// syncBuffer collects the operator's logs so tests can assert what never
+// appears in them.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// ---- helpers shared by the tests ----
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// eventually polls check until it returns nil or the deadline passes.
+func eventually(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = check(); err == nil {
+			return
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	t.Fatalf("%s: still failing after 30s: %v", what, err)
+}
+
+// requesterClient acts as the requester persona.
+func requesterClient(t *testing.T) client.Client {
+	c, err := env.As(requester, testenv.RequestersGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type ticketSpec struct {
+	covers   []busv1.CoveredObject
+	notAfter time.Duration
+}
+
+// fileTicket creates a ChangeTicket as the requester, covering objects.
+func fileTicket(t *testing.T, ns, name string, covers ...busv1.CoveredObject) *busv1.ChangeTicket {
+	t.Helper()
+	return fileTicketSpec(t, ns, name, ticketSpec{covers: covers, notAfter: time.Hour})
+}
+
+func fileTicketSpec(t *testing.T, ns, name string, s ticketSpec) *busv1.ChangeTicket {
+	t.Helper()
+	tk := &busv1.ChangeTicket{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: busv1.ChangeTicketSpec{
+			Reference: strings.ToUpper(name), Summary: "test change " + name, RequestedBy: requester,
+			Covers: s.covers, NotAfter: metav1.NewTime(time.Now().Add(s.notAfter)),
+		},
+	}
+	if err := requesterClient(t).Create(ctxT(t), tk); err != nil {
+		t.Fatalf("filing ticket %s: %v", name, err)
+	}
+	return tk
+}
+
+func approve(t *testing.T, ns, ticket string) {
+	t.Helper()
+	if err := env.Approve(ctxT(t), ns, ticket, reviewer); err != nil {
+		t.Fatalf("approving %s: %v", ticket, err)
+	}
+}
+
+func covers(kind busv1.CoveredKind, name string, ops ...busv1.Operation) busv1.CoveredObject {
+	return busv1.CoveredObject{Kind: kind, Name: name, Operations: ops}
+}
+
+// approvedTicket files and approves a ticket in one step.
+func approvedTicket(t *testing.T, ns, name string, c ...busv1.CoveredObject) {
+	t.Helper()
+	fileTicket(t, ns, name, c...)
+	approve(t, ns, name)
+}
+
+func create(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := requesterClient(t).Create(ctxT(t), obj); err != nil {
+		t.Fatalf("creating %T %s: %v", obj, obj.GetName(), err)
+	}
+}
+
+// update re-reads obj, applies mutate and writes it back, retrying on
+// conflicts with the operator's writes.
+func update[T client.Object](t *testing.T, obj T, mutate func(T)) {
+	t.Helper()
+	c := requesterClient(t)
+	for range 20 {
+		if err := c.Get(ctxT(t), client.ObjectKeyFromObject(obj), obj); err != nil {
+			t.Fatal(err)
+		}
+		mutate(obj)
+		err := c.Update(ctxT(t), obj)
+		if err == nil {
+			return
+		}
+		if !apierrors.IsConflict(err) {
+			t.Fatalf("updating %s: %v", obj.GetName(), err)
+		}
+	}
+	t.Fatalf("updating %s: too many conflicts", obj.GetName())
+}
+
+// waitCondition waits until obj's condition typ has status and reason.
+func waitCondition(t *testing.T, obj client.Object, conds func() []metav1.Condition, typ string, status metav1.ConditionStatus, reason string) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%s %s=%s/%s", obj.GetName(), typ, status, reason), func() error {
+		if err := env.Client.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		c := meta.FindStatusCondition(conds(), typ)
+		if c == nil {
+			return errors.New("condition absent")
+		}
+		if c.Status != status || (reason != "" && c.Reason != reason) {
+			return fmt.Errorf("got %s/%s: %s", c.Status, c.Reason, c.Message)
+		}
+		return nil
+	})
+}
+
+func brokerTopic(t *testing.T, name string) (kafka.Topic, bool) {
+	t.Helper()
+	got, err := admin.DescribeTopics(ctxT(t), name)
+	if err != nil {
+		t.Fatalf("describing %s: %v", name, err)
+	}
+	tp, ok := got[name]
+	return tp, ok
+}
+
+func adminSASL() sasl.Mechanism {
+	return scram.Auth{User: broker.b.AdminUser, Pass: broker.b.AdminPassword}.AsSha512Mechanism()
+}
+
+func ctxBackground() context.Context { return context.Background() }
+
+func ctxWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}

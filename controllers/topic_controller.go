@@ -1,0 +1,434 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	busv1 "github.com/hms-platform/bus-operator/api/v1"
+	"github.com/hms-platform/bus-operator/internal/audit"
+	"github.com/hms-platform/bus-operator/internal/governance"
+	"github.com/hms-platform/bus-operator/internal/kafka"
+	"github.com/hms-platform/bus-operator/internal/plan"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// TopicReconciler turns approved Topics into broker topics and keeps them
+// in the last approved state.
+type TopicReconciler struct {
+	client.Client
+	Admin  kafka.Admin
+	Audit  *audit.Recorder
+	Events events.EventRecorder
+	Options
+	// MaxConcurrentReconciles lets many Topics wait on the broker at once,
+	// which is what lets the adapter batch their requests.
+	MaxConcurrentReconciles int
+}
+
+// +kubebuilder:rbac:groups=bus.hms.io,resources=topics,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=bus.hms.io,resources=topics/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=bus.hms.io,resources=topics/finalizers,verbs=update
+// +kubebuilder:rbac:groups=bus.hms.io,resources=changetickets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one Topic's broker topic to its last approved state.
+func (r *TopicReconciler) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, retErr error) {
+	topic := &busv1.Topic{}
+	if err := r.Get(ctx, req.NamespacedName, topic); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	before := topic.DeepCopy()
+	defer func() {
+		if err := patchStatus(ctx, r.Client, before, topic, before.Status, topic.Status); err != nil {
+			// The status did not land: retry with back-off rather than
+			// wait for the resync.
+			res, retErr = reconcile.Result{}, errors.Join(retErr, err)
+		}
+	}()
+
+	if !topic.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, topic)
+	}
+	if controllerutil.AddFinalizer(topic, busv1.Finalizer) {
+		if err := r.Update(ctx, topic); err != nil {
+			return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
+		}
+	}
+	res, err := r.reconcileTopic(ctx, topic)
+	return res, err
+}
+
+func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic) (reconcile.Result, error) {
+	gen := topic.Generation
+	conds := &topic.Status.Conditions
+	name := topic.BrokerTopicName()
+
+	if reason := r.reservedName(name); reason != "" {
+		applyResult(conds, gen, result{reason: busv1.ReasonNotAllowed, message: reason, stalled: true})
+		setCondition(conds, gen, busv1.ConditionApproved, metav1.ConditionFalse, busv1.ReasonNotAllowed, reason)
+		return reconcile.Result{}, nil
+	}
+	if winner, err := r.conflictWinner(ctx, topic); err != nil {
+		return reconcile.Result{}, err
+	} else if winner != "" {
+		msg := fmt.Sprintf("broker topic %s is already managed by Topic %s, which is older; this Topic changes nothing on the broker", name, winner)
+		applyResult(conds, gen, result{reason: busv1.ReasonConflict, message: msg, stalled: true})
+		return reconcile.Result{}, nil
+	}
+
+	// Decide what the broker should hold: the spec when it is approved
+	// (or was already applied), otherwise the last approved state.
+	target, decision, approved, err := r.target(ctx, topic)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	if approved {
+		setCondition(conds, gen, busv1.ConditionApproved, metav1.ConditionTrue, busv1.ReasonTicketApproved, approvalMessage(topic.Status.AppliedTicket, decision))
+	} else {
+		setCondition(conds, gen, busv1.ConditionApproved, metav1.ConditionFalse, decision.Reason, decision.Message)
+	}
+	if target == nil {
+		applyResult(conds, gen, result{reason: decision.Reason, message: "nothing is created on the broker until the ticket allows it: " + decision.Message})
+		return reconcile.Result{}, nil
+	}
+	if isPaused(topic) {
+		applyResult(conds, gen, result{reason: busv1.ReasonPaused, message: fmt.Sprintf("broker writes are paused by the %s annotation", busv1.AnnotationPaused)})
+		return reconcile.Result{}, nil
+	}
+
+	observed, err := r.Admin.DescribeTopics(ctx, name)
+	if err != nil {
+		return r.brokerError(topic, fmt.Errorf("describing topic %s: %w", name, err))
+	}
+	current, exists := observed[name]
+	var cur *kafka.Topic
+	if exists {
+		cur = &current
+	}
+	p := plan.PlanTopic(*target, cur)
+	if p.ReplicationMismatch {
+		msg := fmt.Sprintf("broker topic %s has replication factor %d but the spec asks for %d; changing it needs partition reassignment, which this operator does not do", name, cur.ReplicationFactor, target.ReplicationFactor)
+		applyResult(conds, gen, result{reason: busv1.ReasonBrokerRejected, message: msg, stalled: true})
+		return reconcile.Result{}, nil
+	}
+	cause := audit.CauseApproved
+	if !approved || topic.Status.ObservedGeneration == gen {
+		cause = audit.CauseDrift
+	}
+	after, err := r.apply(ctx, topic, p, cur, target, cause, decision.Ticket)
+	if err != nil {
+		return r.brokerError(topic, err)
+	}
+
+	topic.Status.TopicName = name
+	topic.Status.TopicID = after.ID
+	topic.Status.Partitions = after.Partitions
+	topic.Status.ReplicationFactor = after.ReplicationFactor
+	topic.Status.Config = maps.Clone(after.Configs)
+	if len(topic.Status.Config) == 0 {
+		topic.Status.Config = nil
+	}
+	drift := ""
+	if p.ExtraPartitions > 0 {
+		drift = fmt.Sprintf("broker topic %s has %d partitions, %d more than approved; Kafka cannot remove partitions, so they stay (raise spec.partitions to %d to acknowledge)", name, after.Partitions, p.ExtraPartitions, after.Partitions)
+	}
+	setTransient(conds, gen, busv1.ConditionDrifted, drift != "", busv1.ReasonPartitionsAdded, drift)
+
+	if !approved {
+		applyResult(conds, gen, result{reason: decision.Reason, message: fmt.Sprintf("the broker keeps the last approved state (generation %d); the current spec waits: %s", topic.Status.ObservedGeneration, decision.Message)})
+		return reconcile.Result{RequeueAfter: r.resync()}, nil
+	}
+	if decision.Ticket != nil {
+		topic.Status.AppliedTicket = decision.Ticket
+	}
+	topic.Status.ObservedGeneration = gen
+	applyResult(conds, gen, result{ready: true, reason: busv1.ReasonSucceeded, message: fmt.Sprintf("topic %s: %d partitions, replication factor %d, %d config overrides", name, after.Partitions, after.ReplicationFactor, len(after.Configs))})
+	return reconcile.Result{RequeueAfter: r.resync()}, nil
+}
+
+// target returns the state the broker should hold, or nil when nothing may
+// be created yet. A spec already applied needs no ticket: repairing drift
+// restores what was approved.
+func (r *TopicReconciler) target(ctx context.Context, topic *busv1.Topic) (*plan.TopicTarget, governance.Decision, bool, error) {
+	applied := topic.Status.TopicID != ""
+	if applied && topic.Status.ObservedGeneration == topic.Generation {
+		return specTarget(topic), governance.Decision{}, true, nil
+	}
+	d, err := decide(ctx, r.Client, r.Options, busv1.KindTopic, topic, topic.Spec.ChangeTicket, busv1.OperationApply)
+	if err != nil {
+		return nil, d, false, err
+	}
+	switch {
+	case d.Allowed:
+		return specTarget(topic), d, true, nil
+	case applied:
+		return &plan.TopicTarget{
+			Name:              topic.Status.TopicName,
+			Partitions:        topic.Status.Partitions,
+			ReplicationFactor: ptrValue(topic.Spec.ReplicationFactor),
+			Configs:           topic.Status.Config,
+		}, d, false, nil
+	}
+	return nil, d, false, nil
+}
+
+func specTarget(t *busv1.Topic) *plan.TopicTarget {
+	return &plan.TopicTarget{Name: t.BrokerTopicName(), Partitions: t.Spec.Partitions, ReplicationFactor: ptrValue(t.Spec.ReplicationFactor), Configs: t.Spec.Configs()}
+}
+
+// apply performs the plan's writes in order and audits each one. It
+// returns the topic as it now stands on the broker.
+func (r *TopicReconciler) apply(ctx context.Context, topic *busv1.Topic, p plan.TopicPlan, cur *kafka.Topic, target *plan.TopicTarget, cause string, ticket *busv1.AppliedTicket) (kafka.Topic, error) {
+	name := target.Name
+	rec := func(op string, before, after any) {
+		r.Audit.Record(ctx, topic, string(busv1.KindTopic), audit.Record{Operation: op, Resource: name, Cause: cause, Ticket: ticket, Before: before, After: after})
+	}
+	if p.Create != nil {
+		created, err := r.Admin.CreateTopic(ctx, *p.Create)
+		if err != nil {
+			return kafka.Topic{}, fmt.Errorf("creating topic %s: %w", name, err)
+		}
+		log.FromContext(ctx).Info("created broker topic", "topic", name, "partitions", created.Partitions)
+		rec(audit.OpCreateTopic, nil, topicView(created))
+		return created, nil
+	}
+	after := *cur
+	after.Configs = maps.Clone(cur.Configs)
+	if p.Partitions > 0 {
+		if err := r.Admin.SetPartitions(ctx, name, p.Partitions); err != nil {
+			return kafka.Topic{}, fmt.Errorf("raising partitions of %s to %d: %w", name, p.Partitions, err)
+		}
+		rec(audit.OpAddPartitions, map[string]int32{"partitions": cur.Partitions}, map[string]int32{"partitions": p.Partitions})
+		after.Partitions = p.Partitions
+	}
+	if p.Alter != nil {
+		if err := r.Admin.AlterTopicConfig(ctx, name, *p.Alter); err != nil {
+			return kafka.Topic{}, fmt.Errorf("altering config of %s: %w", name, err)
+		}
+		changed := map[string]any{}
+		for k, v := range p.Alter.Set {
+			changed[k] = v
+		}
+		for _, k := range p.Alter.Delete {
+			changed[k] = nil // back to the broker default
+		}
+		rec(audit.OpAlterTopicConfig, pick(cur.Configs, slices.Collect(maps.Keys(changed))), changed)
+		after.Configs = maps.Clone(target.Configs)
+	}
+	return after, nil
+}
+
+// brokerError turns a broker failure into status: a rejection is Stalled
+// with the broker's own words and is not retried until the spec changes; an
+// unreachable broker backs off and retries.
+func (r *TopicReconciler) brokerError(topic *busv1.Topic, err error) (reconcile.Result, error) {
+	gen := topic.Generation
+	if kafka.IsRejected(err) {
+		applyResult(&topic.Status.Conditions, gen, result{reason: busv1.ReasonBrokerRejected, message: err.Error(), stalled: true})
+		r.Events.Eventf(topic, nil, corev1.EventTypeWarning, busv1.ReasonBrokerRejected, "Reconcile", "%s", err.Error())
+		return reconcile.Result{}, reconcile.TerminalError(err)
+	}
+	applyResult(&topic.Status.Conditions, gen, result{reason: busv1.ReasonBrokerUnavailable, message: err.Error(), reconciling: true})
+	return reconcile.Result{}, err
+}
+
+// reservedName refuses the audit topic and Kafka's internal topics: a Topic
+// managing them could grant others write access to the audit trail.
+func (r *TopicReconciler) reservedName(name string) string {
+	switch {
+	case r.AuditTopic != "" && name == r.AuditTopic:
+		return fmt.Sprintf("%s is the operator's audit topic; only the operator may manage and write it", name)
+	case strings.HasPrefix(name, "__"):
+		return fmt.Sprintf("%s is a Kafka internal topic name (prefix __) and cannot be managed", name)
+	}
+	return ""
+}
+
+// conflictWinner returns the Topic that owns this broker topic name when it
+// is not this one: the oldest claim wins, ties broken by namespace/name.
+func (r *TopicReconciler) conflictWinner(ctx context.Context, topic *busv1.Topic) (string, error) {
+	var list busv1.TopicList
+	if err := r.List(ctx, &list, client.MatchingFields{indexBrokerTopic: topic.BrokerTopicName()}); err != nil {
+		return "", fmt.Errorf("listing Topics for broker topic %s: %w", topic.BrokerTopicName(), err)
+	}
+	winner := topic
+	for i := range list.Items {
+		if older(&list.Items[i], winner) {
+			winner = &list.Items[i]
+		}
+	}
+	if winner.UID == topic.UID {
+		return "", nil
+	}
+	return key(winner.Namespace, winner.Name), nil
+}
+
+func older(a, b *busv1.Topic) bool {
+	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
+		return a.CreationTimestamp.Before(&b.CreationTimestamp)
+	}
+	return key(a.Namespace, a.Name) < key(b.Namespace, b.Name)
+}
+
+// finalize releases the Topic. Broker data is deleted only with
+// deletionPolicy Delete and a ticket covering Delete; a paused Topic, a
+// Retain policy or a Topic that never owned a broker topic is released
+// without touching the broker, so namespace deletion never hangs on it.
+func (r *TopicReconciler) finalize(ctx context.Context, topic *busv1.Topic) (reconcile.Result, error) {
+	if !controllerutil.ContainsFinalizer(topic, busv1.Finalizer) {
+		return reconcile.Result{}, nil
+	}
+	name := topic.Status.TopicName
+	// Only a Topic that created or adopted the broker topic records its ID;
+	// a conflicting Topic never does, so it can never delete the winner's data.
+	owned := topic.Status.TopicID != ""
+	if topic.Spec.DeletionPolicy == busv1.DeletionDelete && owned && !isPaused(topic) {
+		d, err := decide(ctx, r.Client, r.Options, busv1.KindTopic, topic, topic.Spec.ChangeTicket, busv1.OperationDelete)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if !d.Allowed {
+			msg := fmt.Sprintf("deleting broker topic %s needs a ChangeTicket covering Topic %s with operation Delete (%s); or set deletionPolicy: Retain to keep the data and release this Topic", name, topic.Name, d.Message)
+			applyResult(&topic.Status.Conditions, topic.Generation, result{reason: d.Reason, message: msg})
+			return reconcile.Result{}, nil
+		}
+		if err := r.deleteOwned(ctx, topic, d.Ticket); err != nil {
+			return r.brokerError(topic, err)
+		}
+	}
+	controllerutil.RemoveFinalizer(topic, busv1.Finalizer)
+	if err := r.Update(ctx, topic); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(fmt.Errorf("removing finalizer: %w", err))
+	}
+	return reconcile.Result{}, nil
+}
+
+// deleteOwned deletes the broker topic only if it is the very topic this
+// object created (same topic ID): a topic recreated by someone else under
+// the same name is not ours to delete.
+func (r *TopicReconciler) deleteOwned(ctx context.Context, topic *busv1.Topic, ticket *busv1.AppliedTicket) error {
+	name := topic.Status.TopicName
+	observed, err := r.Admin.DescribeTopics(ctx, name)
+	if err != nil {
+		return fmt.Errorf("describing topic %s before deletion: %w", name, err)
+	}
+	cur, ok := observed[name]
+	if !ok || cur.ID != topic.Status.TopicID {
+		return nil
+	}
+	if err := r.Admin.DeleteTopic(ctx, name); err != nil {
+		return fmt.Errorf("deleting topic %s: %w", name, err)
+	}
+	r.Audit.Record(ctx, topic, string(busv1.KindTopic), audit.Record{Operation: audit.OpDeleteTopic, Resource: name, Cause: audit.CauseDeletion, Ticket: ticket, Before: topicView(cur)})
+	return nil
+}
+
+// SetupWithManager registers the controller, its indexes and watches.
+func (r *TopicReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	ctx := context.Background()
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &busv1.Topic{}, indexTicket, func(o client.Object) []string {
+		t := o.(*busv1.Topic)
+		ns, name := governance.TicketKey(t.Namespace, t.Spec.ChangeTicket)
+		return []string{key(ns, name)}
+	}); err != nil {
+		return fmt.Errorf("indexing Topics by ticket: %w", err)
+	}
+	if err := idx.IndexField(ctx, &busv1.Topic{}, indexBrokerTopic, func(o client.Object) []string {
+		return []string{o.(*busv1.Topic).BrokerTopicName()}
+	}); err != nil {
+		return fmt.Errorf("indexing Topics by broker name: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&busv1.Topic{}, builder.WithPredicates(specOrMetaChanged)).
+		Watches(&busv1.ChangeTicket{}, handler.EnqueueRequestsFromMapFunc(r.topicsForTicket)).
+		Watches(&busv1.Topic{}, handler.EnqueueRequestsFromMapFunc(r.topicsSharingName)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
+		Named("topic").
+		Complete(r)
+}
+
+func (r *TopicReconciler) topicsForTicket(ctx context.Context, o client.Object) []reconcile.Request {
+	var list busv1.TopicList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexTicket: key(o.GetNamespace(), o.GetName())}); err != nil {
+		log.FromContext(ctx).Error(err, "listing Topics for ticket", "ticket", o.GetName())
+		return nil
+	}
+	return requestsFor(list.Items)
+}
+
+// topicsSharingName wakes the other claimants of a broker topic name when
+// one of them changes or goes away, so a conflict resolves by itself.
+func (r *TopicReconciler) topicsSharingName(ctx context.Context, o client.Object) []reconcile.Request {
+	var list busv1.TopicList
+	if err := r.List(ctx, &list, client.MatchingFields{indexBrokerTopic: o.(*busv1.Topic).BrokerTopicName()}); err != nil {
+		log.FromContext(ctx).Error(err, "listing Topics by broker name")
+		return nil
+	}
+	var out []reconcile.Request
+	for _, t := range list.Items {
+		if t.UID != o.GetUID() {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: t.Namespace, Name: t.Name}})
+		}
+	}
+	return out
+}
+
+func requestsFor(items []busv1.Topic) []reconcile.Request {
+	out := make([]reconcile.Request, 0, len(items))
+	for _, t := range items {
+		out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: t.Namespace, Name: t.Name}})
+	}
+	return out
+}
+
+func approvalMessage(applied *busv1.AppliedTicket, d governance.Decision) string {
+	if d.Allowed {
+		return d.Message
+	}
+	if applied != nil {
+		return fmt.Sprintf("current spec was applied under %s (%s)", applied.Name, applied.Reference)
+	}
+	return "current spec was applied"
+}
+
+// topicView is what audit records show of a topic.
+func topicView(t kafka.Topic) map[string]any {
+	return map[string]any{"topicID": t.ID, "partitions": t.Partitions, "replicationFactor": t.ReplicationFactor, "config": t.Configs}
+}
+
+func pick(m map[string]string, keys []string) map[string]any {
+	out := map[string]any{}
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			out[k] = v
+		} else {
+			out[k] = nil
+		}
+	}
+	return out
+}
+
+func ptrValue(p *int32) int32 {
+	if p == nil {
+		return 0
+	}
+	return *p
+}

@@ -1,0 +1,498 @@
+package controllers_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	busv1 "github.com/hms-platform/bus-operator/api/v1"
+	"github.com/hms-platform/bus-operator/internal/audit"
+	"github.com/hms-platform/bus-operator/internal/kafka"
+)
+
+func newTopic(ns, name, brokerName, ticket string, partitions int32, cfg map[string]busv1.ConfigValue) *busv1.Topic {
+	return &busv1.Topic{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       busv1.TopicSpec{TopicName: brokerName, Partitions: partitions, ReplicationFactor: ptr.To[int32](3), Config: cfg, ChangeTicket: ticket},
+	}
+}
+
+func topicConds(tp *busv1.Topic) func() []metav1.Condition {
+	return func() []metav1.Condition { return tp.Status.Conditions }
+}
+
+func waitTopicReady(t *testing.T, tp *busv1.Topic) {
+	t.Helper()
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionTrue, busv1.ReasonSucceeded)
+}
+
+// uniqueName gives each test its own broker topic name: the broker is
+// shared by the whole package.
+func uniqueName(ns, base string) string { return base + "." + ns }
+
+func TestTopicLifecycle(t *testing.T) {
+	ns := env.NamespaceT(t, "topics")
+	name := uniqueName(ns, "FeeUpdated")
+	approvedTicket(t, ns, "chg-1042", covers(busv1.KindTopic, "fee-updated"))
+	tp := newTopic(ns, "fee-updated", name, "chg-1042", 3, map[string]busv1.ConfigValue{"retention.ms": "86400000", "cleanup.policy": "delete"})
+	create(t, tp)
+	waitTopicReady(t, tp)
+
+	got, ok := brokerTopic(t, name)
+	if !ok || got.Partitions != 3 || got.ReplicationFactor != 3 || got.Configs["retention.ms"] != "86400000" {
+		t.Fatalf("broker topic after create: ok=%v %+v", ok, got)
+	}
+	if tp.Status.TopicID != got.ID || tp.Status.TopicName != name || tp.Status.Partitions != 3 || tp.Status.ObservedGeneration != tp.Generation {
+		t.Fatalf("status does not report the broker topic: %+v", tp.Status)
+	}
+	if tp.Status.AppliedTicket == nil || tp.Status.AppliedTicket.Reference != "CHG-1042" || tp.Status.AppliedTicket.ApprovedBy[0] != reviewer {
+		t.Fatalf("status.appliedTicket = %+v", tp.Status.AppliedTicket)
+	}
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionApproved, metav1.ConditionTrue, busv1.ReasonTicketApproved)
+
+	// Grow partitions, change one config and remove another: only those
+	// keys change, the removed one returns to the broker default.
+	update(t, tp, func(tp *busv1.Topic) {
+		tp.Spec.Partitions = 6
+		tp.Spec.Config = map[string]busv1.ConfigValue{"retention.ms": "3600000"}
+	})
+	eventually(t, "partitions and config applied", func() error {
+		got, _ := brokerTopic(t, name)
+		if got.Partitions != 6 || got.Configs["retention.ms"] != "3600000" {
+			return fmt.Errorf("broker has %+v", got)
+		}
+		if _, still := got.Configs["cleanup.policy"]; still {
+			return fmt.Errorf("removed key cleanup.policy still overridden: %v", got.Configs)
+		}
+		return nil
+	})
+	eventually(t, "status reports the change", func() error {
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(tp), tp); err != nil {
+			return err
+		}
+		if tp.Status.Partitions != 6 || tp.Status.ObservedGeneration != tp.Generation || tp.Status.Config["cleanup.policy"] != "" {
+			return fmt.Errorf("status %+v", tp.Status)
+		}
+		return nil
+	})
+
+	// Every change is in the audit topic, with the ticket and approver.
+	records := readAudit(t, func(r audit.Record) bool { return r.Resource == name })
+	ops := map[string]audit.Record{}
+	for _, r := range records {
+		ops[r.Operation] = r
+	}
+	for _, op := range []string{audit.OpCreateTopic, audit.OpAddPartitions, audit.OpAlterTopicConfig} {
+		r, ok := ops[op]
+		if !ok {
+			t.Fatalf("audit topic has no %s record for %s; has %v", op, name, records)
+		}
+		if r.Ticket == nil || r.Ticket.Reference != "CHG-1042" || r.Object.Namespace != ns || r.Cause != audit.CauseApproved {
+			t.Fatalf("%s audit record incomplete: %+v", op, r)
+		}
+	}
+	if n := countOps(records, audit.OpCreateTopic); n != 1 {
+		t.Fatalf("want exactly one CreateTopic record, got %d", n)
+	}
+}
+
+func TestTopicWaitsForItsTicket(t *testing.T) {
+	ns := env.NamespaceT(t, "gov")
+	cases := []struct {
+		name, ticket string
+		setup        func(t *testing.T, topicName string)
+		reason       string
+	}{
+		{name: "pending", ticket: "chg-pending", setup: func(t *testing.T, n string) { fileTicket(t, ns, "chg-pending", covers(busv1.KindTopic, n)) }, reason: busv1.ReasonAwaitingApproval},
+		{name: "missing", ticket: "chg-missing", setup: func(*testing.T, string) {}, reason: busv1.ReasonTicketMissing},
+		{name: "denied", ticket: "chg-denied", setup: func(t *testing.T, n string) {
+			fileTicket(t, ns, "chg-denied", covers(busv1.KindTopic, n))
+			if err := env.Deny(ctxT(t), ns, "chg-denied", reviewer); err != nil {
+				t.Fatal(err)
+			}
+		}, reason: busv1.ReasonTicketDenied},
+		{name: "expired", ticket: "chg-expired", setup: func(t *testing.T, n string) {
+			fileTicketSpec(t, ns, "chg-expired", ticketSpec{covers: []busv1.CoveredObject{covers(busv1.KindTopic, n)}, notAfter: -time.Minute})
+			approveIgnoringPolicy(t, ns, "chg-expired")
+		}, reason: busv1.ReasonTicketExpired},
+		{name: "not-covering", ticket: "chg-other", setup: func(t *testing.T, _ string) {
+			approvedTicket(t, ns, "chg-other", covers(busv1.KindTopic, "something-else"))
+		}, reason: busv1.ReasonTicketNotCovering},
+		{name: "other-namespace", ticket: "default/chg-1", setup: func(*testing.T, string) {}, reason: busv1.ReasonTicketNotCovering},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			objName := "t-" + tc.name
+			brokerName := uniqueName(ns, objName)
+			tc.setup(t, objName)
+			tp := newTopic(ns, objName, brokerName, tc.ticket, 1, nil)
+			create(t, tp)
+			waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, tc.reason)
+			waitCondition(t, tp, topicConds(tp), busv1.ConditionApproved, metav1.ConditionFalse, tc.reason)
+			if _, exists := brokerTopic(t, brokerName); exists {
+				t.Fatalf("topic %s reached the broker without an approved ticket", brokerName)
+			}
+		})
+	}
+
+	// Approving the pending ticket brings its Topic to Ready with no other touch.
+	approve(t, ns, "chg-pending")
+	tp := &busv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "t-pending"}}
+	waitTopicReady(t, tp)
+	if _, ok := brokerTopic(t, uniqueName(ns, "t-pending")); !ok {
+		t.Fatal("approved topic not on the broker")
+	}
+}
+
+// approveIgnoringPolicy records an approval on a ticket whose window already
+// closed; the operator must still refuse it as expired.
+func approveIgnoringPolicy(t *testing.T, ns, name string) {
+	t.Helper()
+	if err := env.Approve(ctxT(t), ns, name, reviewer); err != nil {
+		t.Logf("approval of expired ticket refused by admission (fine): %v", err)
+	}
+}
+
+func TestTopicSpecChangeWithoutApprovalKeepsLastApprovedState(t *testing.T) {
+	ns := env.NamespaceT(t, "hold")
+	name := uniqueName(ns, "Held")
+	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "held"))
+	tp := newTopic(ns, "held", name, "chg-1", 2, map[string]busv1.ConfigValue{"retention.ms": "1000"})
+	create(t, tp)
+	waitTopicReady(t, tp)
+
+	fileTicket(t, ns, "chg-2", covers(busv1.KindTopic, "held"))
+	update(t, tp, func(tp *busv1.Topic) {
+		tp.Spec.ChangeTicket = "chg-2"
+		tp.Spec.Partitions = 4
+		tp.Spec.Config = map[string]busv1.ConfigValue{"retention.ms": "2000"}
+	})
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonAwaitingApproval)
+	if !strings.Contains(findCond(tp.Status.Conditions, busv1.ConditionReady), "last approved state") {
+		t.Fatalf("Ready message should say the broker keeps the last approved state: %s", findCond(tp.Status.Conditions, busv1.ConditionReady))
+	}
+	// Out-of-band drift is still repaired to the last approved state.
+	if err := admin.AlterTopicConfig(ctxT(t), name, kafka.ConfigAlter{Set: map[string]string{"retention.ms": "5"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "drift repaired to last approved state", func() error {
+		got, _ := brokerTopic(t, name)
+		if got.Partitions != 2 || got.Configs["retention.ms"] != "1000" {
+			return fmt.Errorf("broker has %+v", got)
+		}
+		return nil
+	})
+	approve(t, ns, "chg-2")
+	waitTopicReady(t, tp)
+	got, _ := brokerTopic(t, name)
+	if got.Partitions != 4 || got.Configs["retention.ms"] != "2000" {
+		t.Fatalf("approved change not applied: %+v", got)
+	}
+}
+
+func TestTopicDriftRepair(t *testing.T) {
+	ns := env.NamespaceT(t, "drift")
+	name := uniqueName(ns, "Drifty")
+	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "drifty"))
+	tp := newTopic(ns, "drifty", name, "chg-1", 2, map[string]busv1.ConfigValue{"retention.ms": "60000"})
+	create(t, tp)
+	waitTopicReady(t, tp)
+	firstID := tp.Status.TopicID
+
+	// A config edited out of band, and one added, are reverted.
+	if err := admin.AlterTopicConfig(ctxT(t), name, kafka.ConfigAlter{Set: map[string]string{"retention.ms": "1", "segment.ms": "99999"}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "config drift reverted", func() error {
+		got, _ := brokerTopic(t, name)
+		if got.Configs["retention.ms"] != "60000" || got.Configs["segment.ms"] != "" {
+			return fmt.Errorf("broker configs %v", got.Configs)
+		}
+		return nil
+	})
+
+	// Partitions added out of band cannot be removed: reported, not hidden.
+	if err := admin.SetPartitions(ctxT(t), name, 5); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionDrifted, metav1.ConditionTrue, busv1.ReasonPartitionsAdded)
+	if tp.Status.Partitions != 5 {
+		t.Fatalf("status.partitions = %d, want the broker's 5", tp.Status.Partitions)
+	}
+	// Acknowledging the new count in the spec clears the drift.
+	update(t, tp, func(tp *busv1.Topic) { tp.Spec.Partitions = 5 })
+	eventually(t, "drift acknowledged", func() error {
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(tp), tp); err != nil {
+			return err
+		}
+		if c := findCond(tp.Status.Conditions, busv1.ConditionDrifted); c != "" {
+			return fmt.Errorf("still drifted: %s", c)
+		}
+		return nil
+	})
+
+	// A topic deleted out of band is recreated.
+	if err := admin.DeleteTopic(ctxT(t), name); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "deleted topic recreated", func() error {
+		got, ok := brokerTopic(t, name)
+		if !ok || got.ID == firstID || got.Partitions != 5 || got.Configs["retention.ms"] != "60000" {
+			return fmt.Errorf("broker has ok=%v %+v", ok, got)
+		}
+		return nil
+	})
+	records := readAudit(t, func(r audit.Record) bool { return r.Resource == name && r.Cause == audit.CauseDrift })
+	if countOps(records, audit.OpAlterTopicConfig) == 0 || countOps(records, audit.OpCreateTopic) == 0 {
+		t.Fatalf("drift repairs must be audited, got %+v", records)
+	}
+}
+
+func TestTopicNoOpResyncWritesNothing(t *testing.T) {
+	ns := env.NamespaceT(t, "noop")
+	name := uniqueName(ns, "Quiet")
+	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "quiet"))
+	tp := newTopic(ns, "quiet", name, "chg-1", 1, map[string]busv1.ConfigValue{"retention.ms": "1000"})
+	create(t, tp)
+	waitTopicReady(t, tp)
+	time.Sleep(resync) // let any in-flight follow-up reconcile settle
+	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(tp), tp); err != nil {
+		t.Fatal(err)
+	}
+	rv, writes := tp.ResourceVersion, requests.writes()
+	// Several resync periods pass: the operator re-reads the broker but
+	// writes neither to it nor to the Topic's status.
+	time.Sleep(3 * resync)
+	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(tp), tp); err != nil {
+		t.Fatal(err)
+	}
+	if tp.ResourceVersion != rv {
+		t.Fatalf("a no-op resync wrote the Topic (resourceVersion %s -> %s): %+v", rv, tp.ResourceVersion, tp.Status.Conditions)
+	}
+	if got := requests.writes(); got != writes {
+		t.Fatalf("a no-op resync made %d broker write request(s)", got-writes)
+	}
+}
+
+func TestTopicConflictOlderWins(t *testing.T) {
+	nsA := env.NamespaceT(t, "conflict-a")
+	nsB := env.NamespaceT(t, "conflict-b")
+	name := uniqueName(nsA, "Shared")
+	approvedTicket(t, nsA, "chg-a", covers(busv1.KindTopic, "shared"))
+	approvedTicket(t, nsB, "chg-b", covers(busv1.KindTopic, "shared"))
+	first := newTopic(nsA, "shared", name, "chg-a", 2, nil)
+	create(t, first)
+	waitTopicReady(t, first)
+	time.Sleep(1100 * time.Millisecond) // creation timestamps have second resolution
+	second := newTopic(nsB, "shared", name, "chg-b", 8, map[string]busv1.ConfigValue{"retention.ms": "1"})
+	create(t, second)
+	waitCondition(t, second, topicConds(second), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonConflict)
+	waitCondition(t, second, topicConds(second), busv1.ConditionStalled, metav1.ConditionTrue, busv1.ReasonConflict)
+	got, _ := brokerTopic(t, name)
+	if got.Partitions != 2 || got.Configs["retention.ms"] != "" {
+		t.Fatalf("the conflicting Topic changed the broker: %+v", got)
+	}
+
+	// Deleting the winner (Retain) keeps the data; the other Topic then
+	// adopts the existing broker topic, since its ticket covers the change.
+	if err := requesterClient(t).Delete(ctxT(t), first); err != nil {
+		t.Fatal(err)
+	}
+	waitTopicReady(t, second)
+	got, _ = brokerTopic(t, name)
+	if got.Partitions != 8 || got.Configs["retention.ms"] != "1" {
+		t.Fatalf("adopting Topic did not apply its spec: %+v", got)
+	}
+}
+
+func TestTopicDeletionPolicies(t *testing.T) {
+	ns := env.NamespaceT(t, "deletion")
+	retained := uniqueName(ns, "Kept")
+	deleted := uniqueName(ns, "Gone")
+	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "kept"), covers(busv1.KindTopic, "gone"))
+	keep := newTopic(ns, "kept", retained, "chg-1", 1, nil)
+	gone := newTopic(ns, "gone", deleted, "chg-1", 1, nil)
+	gone.Spec.DeletionPolicy = busv1.DeletionDelete
+	create(t, keep)
+	create(t, gone)
+	waitTopicReady(t, keep)
+	waitTopicReady(t, gone)
+
+	c := requesterClient(t)
+	if err := c.Delete(ctxT(t), keep); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "retained Topic released", func() error { return gone404(c, keep) })
+	if _, ok := brokerTopic(t, retained); !ok {
+		t.Fatal("Retain policy deleted the broker topic")
+	}
+
+	// Delete policy with a ticket that covers only Apply: the data stays
+	// and the Topic says what it waits for.
+	if err := c.Delete(ctxT(t), gone); err != nil {
+		t.Fatal(err)
+	}
+	waitCondition(t, gone, topicConds(gone), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonTicketNotCovering)
+	if !strings.Contains(findCond(gone.Status.Conditions, busv1.ConditionReady), "operation Delete") {
+		t.Fatalf("message should explain the Delete ticket: %s", findCond(gone.Status.Conditions, busv1.ConditionReady))
+	}
+	if _, ok := brokerTopic(t, deleted); !ok {
+		t.Fatal("broker topic deleted without a ticket covering Delete")
+	}
+	// A ticket covering Delete lets the deletion through.
+	update(t, gone, func(tp *busv1.Topic) { tp.Spec.ChangeTicket = "chg-del" })
+	approvedTicket(t, ns, "chg-del", covers(busv1.KindTopic, "gone", busv1.OperationDelete))
+	eventually(t, "deleted Topic released", func() error { return gone404(c, gone) })
+	if _, ok := brokerTopic(t, deleted); ok {
+		t.Fatal("Delete policy with an approved Delete ticket left the broker topic")
+	}
+	if n := countOps(readAudit(t, func(r audit.Record) bool { return r.Resource == deleted }), audit.OpDeleteTopic); n != 1 {
+		t.Fatalf("want one DeleteTopic audit record, got %d", n)
+	}
+}
+
+func TestTopicPause(t *testing.T) {
+	ns := env.NamespaceT(t, "pause")
+	name := uniqueName(ns, "Paused")
+	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "paused"))
+	tp := newTopic(ns, "paused", name, "chg-1", 1, nil)
+	create(t, tp)
+	waitTopicReady(t, tp)
+	update(t, tp, func(tp *busv1.Topic) {
+		tp.Annotations = map[string]string{busv1.AnnotationPaused: "true"}
+		tp.Spec.Partitions = 3
+	})
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonPaused)
+	time.Sleep(2 * resync)
+	if got, _ := brokerTopic(t, name); got.Partitions != 1 {
+		t.Fatalf("paused Topic changed the broker: %+v", got)
+	}
+	update(t, tp, func(tp *busv1.Topic) { delete(tp.Annotations, busv1.AnnotationPaused) })
+	waitTopicReady(t, tp)
+	if got, _ := brokerTopic(t, name); got.Partitions != 3 {
+		t.Fatalf("unpaused Topic not applied: %+v", got)
+	}
+}
+
+func TestTopicBrokerRejectionIsStalledWithBrokerText(t *testing.T) {
+	ns := env.NamespaceT(t, "reject")
+	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "too-wide"))
+	tp := newTopic(ns, "too-wide", uniqueName(ns, "TooWide"), "chg-1", 1, nil)
+	tp.Spec.ReplicationFactor = ptr.To[int32](7) // the embedded cluster has 3 brokers
+	create(t, tp)
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionStalled, metav1.ConditionTrue, busv1.ReasonBrokerRejected)
+	if msg := findCond(tp.Status.Conditions, busv1.ConditionReady); !strings.Contains(msg, "INVALID_REPLICATION_FACTOR") {
+		t.Fatalf("Ready message should carry the broker's error: %s", msg)
+	}
+}
+
+func TestTopicReservedNames(t *testing.T) {
+	ns := env.NamespaceT(t, "reserved")
+	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "audit"))
+	tp := newTopic(ns, "audit", audit.DefaultTopic, "chg-1", 1, nil)
+	create(t, tp)
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionStalled, metav1.ConditionTrue, busv1.ReasonNotAllowed)
+}
+
+// TestTopicBrokerDownThenUp must run alone: it stops the shared broker.
+func TestTopicBrokerDownThenUp(t *testing.T) {
+	ns := env.NamespaceT(t, "outage")
+	name := uniqueName(ns, "Outage")
+	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "outage"))
+	broker.stop()
+	restarted := false
+	defer func() {
+		if !restarted {
+			_ = broker.start()
+		}
+	}()
+	tp := newTopic(ns, "outage", name, "chg-1", 2, nil)
+	create(t, tp)
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonBrokerUnavailable)
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionReconciling, metav1.ConditionTrue, busv1.ReasonBrokerUnavailable)
+	if err := broker.start(); err != nil {
+		t.Fatal(err)
+	}
+	restarted = true
+	waitTopicReady(t, tp)
+	if got, ok := brokerTopic(t, name); !ok || got.Partitions != 2 {
+		t.Fatalf("topic not created after the broker came back: %+v", got)
+	}
+}
+
+// ---- helpers ----
+
+func findCond(conds []metav1.Condition, typ string) string {
+	for _, c := range conds {
+		if c.Type == typ {
+			return c.Message
+		}
+	}
+	return ""
+}
+
+func gone404(c client.Client, obj client.Object) error {
+	err := c.Get(ctxBackground(), client.ObjectKeyFromObject(obj), obj)
+	if err == nil {
+		return fmt.Errorf("%s still exists (finalizers %v)", obj.GetName(), obj.GetFinalizers())
+	}
+	return client.IgnoreNotFound(err)
+}
+
+func countOps(records []audit.Record, op string) int {
+	n := 0
+	for _, r := range records {
+		if r.Operation == op {
+			n++
+		}
+	}
+	return n
+}
+
+// readAudit reads the audit topic from the earliest offset, as an auditor
+// would, and returns the records keep selects.
+func readAudit(t *testing.T, keep func(audit.Record) bool) []audit.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(broker.bootstrap()...),
+		kgo.SASL(adminSASL()),
+		kgo.ConsumeTopics(audit.DefaultTopic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	end, err := admin.DescribeTopics(ctxT(t), audit.DefaultTopic)
+	if err != nil || len(end) == 0 {
+		t.Fatalf("audit topic missing: %v", err)
+	}
+	var out []audit.Record
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := ctxWithTimeout(time.Second)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) {
+			var rec audit.Record
+			if err := json.Unmarshal(r.Value, &rec); err != nil {
+				t.Errorf("audit record is not JSON: %v", err)
+				return
+			}
+			if keep(rec) {
+				out = append(out, rec)
+			}
+		})
+		if fs.NumRecords() == 0 && len(out) > 0 {
+			break
+		}
+	}
+	return out
+}

@@ -1,0 +1,129 @@
+package integration
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	busv1 "github.com/hms-platform/bus-operator/api/v1"
+)
+
+// Creating an invalid Topic is refused with a message that says what to fix.
+func TestTopicCreateValidation(t *testing.T) {
+	ns := env.NamespaceT(t, "tpv")
+	c := as(t, alice)
+	cases := []struct {
+		name   string
+		mutate func(*busv1.Topic)
+		want   string
+	}{
+		{"zero partitions", func(tp *busv1.Topic) { tp.Spec.Partitions = 0 }, "should be greater than or equal to 1"},
+		{"topic name dot dot", func(tp *busv1.Topic) { tp.Spec.TopicName = ".." }, "topicName must not be '.' or '..'"},
+		{"topic name illegal chars", func(tp *busv1.Topic) { tp.Spec.TopicName = "fee updated!" }, "should match '^[a-zA-Z0-9._-]+$'"},
+		{"topic name 250 chars", func(tp *busv1.Topic) { tp.Spec.TopicName = strings.Repeat("a", 250) }, "may not be more than 249"},
+		{"unknown config key", func(tp *busv1.Topic) { tp.Spec.Config = map[string]busv1.ConfigValue{"retention.mss": "1000"} }, "config has an unknown key"},
+		{"retention.ms not a number", func(tp *busv1.Topic) { tp.Spec.Config = map[string]busv1.ConfigValue{"retention.ms": "abc"} }, "retention values must be -1 (unlimited) or a non-negative integer"},
+		{"bogus cleanup.policy", func(tp *busv1.Topic) { tp.Spec.Config = map[string]busv1.ConfigValue{"cleanup.policy": "bogus"} }, "config cleanup.policy must be delete, compact or compact,delete"},
+		{"min.insync.replicas above RF", func(tp *busv1.Topic) {
+			tp.Spec.ReplicationFactor = ptr.To[int32](2)
+			tp.Spec.Config = map[string]busv1.ConfigValue{"min.insync.replicas": "3"}
+		}, "config min.insync.replicas must not exceed replicationFactor"},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := newTopic(ns, "t"+strings.Repeat("x", i))
+			tc.mutate(tp)
+			wantInvalid(t, c.Create(testContext(t), tp), tc.want)
+		})
+	}
+	// The same Topic without the mistake is accepted, so each case above
+	// failed for its own reason.
+	mustSucceed(t, c.Create(testContext(t), newTopic(ns, "valid")), "creating a valid Topic")
+}
+
+// Changes Kafka cannot make, or that would orphan a broker topic, are refused.
+func TestTopicUpdateValidation(t *testing.T) {
+	ns := env.NamespaceT(t, "tpu")
+	c := as(t, alice)
+	base := newTopic(ns, "fee-updated")
+	base.Spec.TopicName = "FeeUpdated"
+	base.Spec.ReplicationFactor = ptr.To[int32](3)
+	mustSucceed(t, c.Create(testContext(t), base), "creating Topic")
+
+	cases := []struct {
+		name   string
+		mutate func(*busv1.Topic)
+		want   string
+	}{
+		{"lower partitions", func(tp *busv1.Topic) { tp.Spec.Partitions = 2 }, "partitions may only grow"},
+		{"rename topic", func(tp *busv1.Topic) { tp.Spec.TopicName = "FeeChanged" }, "topicName is immutable"},
+		{"drop topic name", func(tp *busv1.Topic) { tp.Spec.TopicName = "" }, "topicName is immutable"},
+		{"change replication factor", func(tp *busv1.Topic) { tp.Spec.ReplicationFactor = ptr.To[int32](2) }, "replicationFactor is immutable"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cur := &busv1.Topic{}
+			mustSucceed(t, c.Get(testContext(t), client.ObjectKeyFromObject(base), cur), "reading Topic")
+			tc.mutate(cur)
+			wantInvalid(t, c.Update(testContext(t), cur), tc.want)
+		})
+	}
+	t.Run("grow partitions is allowed", func(t *testing.T) {
+		cur := &busv1.Topic{}
+		mustSucceed(t, c.Get(testContext(t), client.ObjectKeyFromObject(base), cur), "reading Topic")
+		cur.Spec.Partitions = 6
+		mustSucceed(t, c.Update(testContext(t), cur), "growing partitions")
+	})
+}
+
+func TestSubscriptionValidation(t *testing.T) {
+	ns := env.NamespaceT(t, "sub")
+	c := as(t, alice)
+	t.Run("consumer group with role Produce", func(t *testing.T) {
+		s := newSubscription(ns, "payments-producer")
+		s.Spec.Role = busv1.RoleProduce
+		s.Spec.ConsumerGroup = "payments"
+		wantInvalid(t, c.Create(testContext(t), s), "consumerGroup applies only to role Consume")
+	})
+	t.Run("same topic twice", func(t *testing.T) {
+		s := newSubscription(ns, "payments-dup")
+		s.Spec.Topics = []busv1.TopicReference{{Name: "fee-updated"}, {Name: "fee-updated"}}
+		wantInvalid(t, c.Create(testContext(t), s), "topics must not list the same Topic twice")
+	})
+	t.Run("more than 100 topics", func(t *testing.T) {
+		s := newSubscription(ns, "payments-many")
+		s.Spec.Topics = nil
+		for i := range 101 {
+			s.Spec.Topics = append(s.Spec.Topics, busv1.TopicReference{Name: fmt.Sprintf("t%d", i)})
+		}
+		wantInvalid(t, c.Create(testContext(t), s), "must have at most 100 items")
+	})
+	t.Run("same name in another namespace is a different topic", func(t *testing.T) {
+		s := newSubscription(ns, "payments-two")
+		s.Spec.Topics = []busv1.TopicReference{{Name: "fee-updated"}, {Name: "fee-updated", Namespace: "fees"}}
+		mustSucceed(t, c.Create(testContext(t), s), "creating Subscription")
+	})
+}
+
+func TestChangeTicketSpecValidation(t *testing.T) {
+	t.Run("duplicate covers", func(t *testing.T) {
+		tk := newTicket(env.NamespaceT(t, "tkv"), "chg-dup", alice)
+		tk.Spec.Covers = append(tk.Spec.Covers, tk.Spec.Covers[0])
+		wantInvalid(t, as(t, alice).Create(testContext(t), tk), "covers must not name the same object twice")
+	})
+	t.Run("widening covers after creation", func(t *testing.T) {
+		tk := createTicket(t, alice)
+		cur := getTicket(t, tk)
+		cur.Spec.Covers = append(cur.Spec.Covers, busv1.CoveredObject{Kind: busv1.KindSubscription, Name: "payments"})
+		wantInvalid(t, as(t, alice).Update(testContext(t), cur), "spec is immutable: file a new ChangeTicket")
+	})
+	t.Run("extending the window after creation", func(t *testing.T) {
+		tk := createTicket(t, alice)
+		cur := getTicket(t, tk)
+		cur.Spec.NotAfter.Time = cur.Spec.NotAfter.AddDate(1, 0, 0)
+		wantInvalid(t, as(t, alice).Update(testContext(t), cur), "spec is immutable")
+	})
+}
