@@ -71,8 +71,8 @@ type QuotaSpec struct {
 
 // SubscriptionSpec declares a consumer or producer of topics.
 // +kubebuilder:validation:XValidation:rule="!has(self.consumerGroup) || self.role == 'Consume'",message="consumerGroup applies only to role Consume"
-// +kubebuilder:validation:XValidation:rule="(has(self.credentials) && has(self.credentials.secretName) ? self.credentials.secretName : '') == (has(oldSelf.credentials) && has(oldSelf.credentials.secretName) ? oldSelf.credentials.secretName : '')",message="credentials.secretName is immutable"
-// +kubebuilder:validation:XValidation:rule="(has(self.consumerGroup) ? self.consumerGroup : '') == (has(oldSelf.consumerGroup) ? oldSelf.consumerGroup : '')",message="consumerGroup is immutable: committed offsets belong to the group"
+// +kubebuilder:validation:XValidation:rule="(has(self.credentials) && has(self.credentials.secretName) ? self.credentials.secretName : ”) == (has(oldSelf.credentials) && has(oldSelf.credentials.secretName) ? oldSelf.credentials.secretName : ”)",message="credentials.secretName is immutable"
+// +kubebuilder:validation:XValidation:rule="(has(self.consumerGroup) ? self.consumerGroup : ”) == (has(oldSelf.consumerGroup) ? oldSelf.consumerGroup : ”)",message="consumerGroup is immutable: committed offsets belong to the group"
 type SubscriptionSpec struct {
 	// Topics this Subscription uses.
 	// +required
