@@ -71,15 +71,15 @@ type QuotaSpec struct {
 
 // SubscriptionSpec declares a consumer or producer of topics.
 // +kubebuilder:validation:XValidation:rule="!has(self.consumerGroup) || self.role == 'Consume'",message="consumerGroup applies only to role Consume"
-// +kubebuilder:validation:XValidation:rule="(has(self.credentials) && has(self.credentials.secretName) ? self.credentials.secretName : ”) == (has(oldSelf.credentials) && has(oldSelf.credentials.secretName) ? oldSelf.credentials.secretName : ”)",message="credentials.secretName is immutable"
-// +kubebuilder:validation:XValidation:rule="(has(self.consumerGroup) ? self.consumerGroup : ”) == (has(oldSelf.consumerGroup) ? oldSelf.consumerGroup : ”)",message="consumerGroup is immutable: committed offsets belong to the group"
+// +kubebuilder:validation:XValidation:rule="(has(self.credentials) && has(self.credentials.secretName)) == (has(oldSelf.credentials) && has(oldSelf.credentials.secretName)) && (!(has(self.credentials) && has(self.credentials.secretName)) || self.credentials.secretName == oldSelf.credentials.secretName)",message="credentials.secretName is immutable"
+// +kubebuilder:validation:XValidation:rule="has(self.consumerGroup) == has(oldSelf.consumerGroup) && (!has(self.consumerGroup) || self.consumerGroup == oldSelf.consumerGroup)",message="consumerGroup is immutable: committed offsets belong to the group"
 type SubscriptionSpec struct {
 	// Topics this Subscription uses.
 	// +required
 	// +listType=atomic
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=100
-	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, a.name == b.name && (has(a.__namespace__) ? a.__namespace__ : '') == (has(b.__namespace__) ? b.__namespace__ : '')))",message="topics must not list the same Topic twice"
+	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, a.name == b.name && has(a.__namespace__) == has(b.__namespace__) && (!has(a.__namespace__) || a.__namespace__ == b.__namespace__)))",message="topics must not list the same Topic twice"
 	Topics []TopicReference `json:"topics"`
 
 	// Role is Consume (default) or Produce.
