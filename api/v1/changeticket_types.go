@@ -209,6 +209,3 @@ type ChangeTicketList struct {
 	Items           []ChangeTicket `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&ChangeTicket{}, &ChangeTicketList{})
-}

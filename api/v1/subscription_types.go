@@ -251,6 +251,3 @@ type SubscriptionList struct {
 	Items           []Subscription `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&Subscription{}, &SubscriptionList{})
-}

@@ -199,6 +199,3 @@ type TopicList struct {
 	Items           []Topic `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&Topic{}, &TopicList{})
-}

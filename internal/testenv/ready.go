@@ -31,7 +31,10 @@ func poll(ctx context.Context, what string, check func() (bool, error)) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting until %s: %w (last error: %v)", what, ctx.Err(), last)
+			if last == nil {
+				return fmt.Errorf("waiting until %s: %w", what, ctx.Err())
+			}
+			return fmt.Errorf("waiting until %s: %w (last error: %w)", what, ctx.Err(), last)
 		case <-time.After(pollInterval):
 		}
 	}
