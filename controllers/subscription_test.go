@@ -145,6 +145,10 @@ func TestSubscriptionLeastPrivilege(t *testing.T) {
 	if err := streamErr(ctx, pc, fees); !errors.Is(err, bus.ErrNotAuthorized) {
 		t.Fatalf("producer reading: want ErrNotAuthorized, got %v", err)
 	}
+	// Only the operator writes the audit trail.
+	if err := publish(ctx, pc, audit.DefaultTopic, `{"forged":true}`); !errors.Is(err, bus.ErrNotAuthorized) {
+		t.Fatalf("producer writing the audit topic: want ErrNotAuthorized, got %v", err)
+	}
 
 	// The consumer reads its topic in its group, and nothing else.
 	ev, err := consumeOne(ctx, cc, fees)
