@@ -34,11 +34,10 @@ func (a *app) pubCmd() *cobra.Command {
 	fs := cmd.Flags()
 	f.creds.addFlags(fs)
 	f.out.addFlags(fs)
-	fs.StringVar(&f.typ, "type", "", "CloudEvents type, e.g. hms.fees.FeeUpdated (required)")
+	fs.StringVar(&f.typ, "type", "", "CloudEvents type, e.g. hms.fees.FeeUpdated (default: the topic name)")
 	fs.StringVar(&f.source, "source", "hmsbus-cli", "CloudEvents source")
 	fs.StringVar(&f.subject, "subject", "", "CloudEvents subject; also the record key, so events of one subject stay in order")
 	fs.StringVar(&f.id, "id", "", "CloudEvents id (default: a random UUID)")
-	_ = cmd.MarkFlagRequired("type")
 	return cmd
 }
 
@@ -59,7 +58,11 @@ func (a *app) runPub(cmd *cobra.Command, f *pubFlags, topic, data string) error 
 		return err
 	}
 	defer p.Close()
-	e, err := p.Publish(cmd.Context(), topic, bus.Event{ID: f.id, Type: f.typ, Subject: f.subject, Data: payload})
+	typ := f.typ
+	if typ == "" {
+		typ = topic // an event on FeeUpdated is a FeeUpdated unless told otherwise
+	}
+	e, err := p.Publish(cmd.Context(), topic, bus.Event{ID: f.id, Type: typ, Subject: f.subject, Data: payload})
 	if err != nil {
 		return err
 	}
