@@ -208,4 +208,3 @@ type ChangeTicketList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []ChangeTicket `json:"items"`
 }
-

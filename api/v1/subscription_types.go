@@ -250,4 +250,3 @@ type SubscriptionList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Subscription `json:"items"`
 }
-

@@ -198,4 +198,3 @@ type TopicList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Topic `json:"items"`
 }
-

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/google/uuid"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -48,6 +49,9 @@ type ObjectRef struct {
 
 // Record is one audit entry.
 type Record struct {
+	// ID is unique per record. A retried append after a lost broker answer
+	// can store a record twice; readers drop repeats by ID.
+	ID        string    `json:"id"`
 	Time      time.Time `json:"time"`
 	Operation string    `json:"operation"`
 	// Resource is the broker resource changed: a topic name or a principal.
@@ -83,6 +87,7 @@ type Recorder struct {
 // append is retried a few times and then surfaced as a Warning event that
 // carries the full record: the trail is never silently lost.
 func (r *Recorder) Record(ctx context.Context, obj client.Object, kind string, rec Record) {
+	rec.ID = uuid.NewString()
 	rec.Time = time.Now().UTC()
 	rec.Object = ObjectRef{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), UID: string(obj.GetUID()), Generation: obj.GetGeneration()}
 	note := fmt.Sprintf("%s %s (%s)", rec.Operation, rec.Resource, rec.Cause)

@@ -61,6 +61,15 @@ type Config struct {
 	SCRAMIterations int
 }
 
+// String renders the config for logs, without the password.
+func (c Config) String() string {
+	return fmt.Sprintf("bootstrap=%v mechanism=%q user=%q tls=%t clientID=%q requestTimeout=%s",
+		c.Bootstrap, c.Mechanism, c.Username, c.TLS != nil, c.ClientID, c.RequestTimeout)
+}
+
+// GoString keeps %#v from printing the password too.
+func (c Config) GoString() string { return "kafka.Config{" + c.String() + "}" }
+
 func (c Config) withDefaults() Config {
 	if c.ClientID == "" {
 		c.ClientID = DefaultClientID
@@ -135,8 +144,9 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		kgo.ClientID(cfg.ClientID),
 		kgo.DialTimeout(min(cfg.RequestTimeout, 10*time.Second)),
 		kgo.RetryTimeout(cfg.RequestTimeout),
-		// Appends stay idempotent (the default with acks=all): a retried
-		// produce never writes an audit record twice.
+		// Appends go through the idempotent producer (kgo's default with
+		// acks=all): the client's own retries never duplicate an audit
+		// record. See Append for what that means on timeouts.
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(cfg.RequestTimeout),
 		kgo.ProducerLinger(0),
@@ -180,15 +190,29 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Append produces one record and waits until all in-sync replicas have it.
+// Append produces one record and waits until all in-sync replicas have it,
+// or until ctx or the request timeout ends.
+//
+// The producer is idempotent: its own retries never write a record twice.
+// For the same reason it never abandons a record that may already be on the
+// wire, so when Append returns ErrUnavailable such a record is still written
+// once the broker is back (a record not yet sent is dropped). A caller that
+// retries may then write the event twice; records should carry an event ID
+// so readers can drop the copy.
 func (c *Client) Append(ctx context.Context, topic string, key, value []byte) error {
+	op := "appending to topic " + topic
 	ctx, cancel := c.timeout(ctx)
 	defer cancel()
-	r := &kgo.Record{Topic: topic, Key: key, Value: value}
-	if err := c.cl.ProduceSync(ctx, r).FirstErr(); err != nil {
-		return opErr("appending to topic "+topic, classify(err, ""))
+	done := make(chan error, 1) // the callback must never block kgo
+	c.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: key, Value: value}, func(_ *kgo.Record, err error) {
+		done <- err
+	})
+	select {
+	case err := <-done:
+		return opErr(op, classify(err, ""))
+	case <-ctx.Done():
+		return opErr(op, classify(ctx.Err(), ""))
 	}
-	return nil
 }
 
 // TLSConfigFromCAFile returns a TLS config trusting the PEM certificates in

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -65,8 +66,8 @@ func TestAppendThenReadBack(t *testing.T) {
 	}
 
 	err = admin.Append(ctx, uniqueName(t, "absent"), nil, []byte("x"))
-	if err == nil || IsRejected(err) {
-		t.Fatalf("appending to a missing topic: %v, want a retryable error", err)
+	if !errors.Is(err, ErrTopicNotFound) {
+		t.Fatalf("appending to a missing topic: %v, want ErrTopicNotFound", err)
 	}
 }
 
@@ -76,7 +77,9 @@ func unavailableWithin(t *testing.T, what string, limit time.Duration, op func(c
 	t.Helper()
 	start := time.Now()
 	err := op(testCtx(t))
-	if took := time.Since(start); took > limit {
+	took := time.Since(start)
+	t.Logf("%s failed after %s: %v", what, took.Round(time.Millisecond), err)
+	if took > limit {
 		t.Errorf("%s took %s, want under %s", what, took.Round(time.Millisecond), limit)
 	}
 	if !errors.Is(err, ErrUnavailable) {
@@ -90,7 +93,7 @@ func TestBrokerDownIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := adminConfig(b)
-	cfg.RequestTimeout = 2 * time.Second
+	cfg.RequestTimeout = time.Second
 	c, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +112,7 @@ func TestBrokerDownIsUnavailable(t *testing.T) {
 	}
 
 	b.Close()
-	const limit = 10 * time.Second
+	const limit = 5 * time.Second
 	unavailableWithin(t, "ping", limit, c.Ping)
 	unavailableWithin(t, "describe", limit, func(ctx context.Context) error {
 		_, err := c.DescribeTopics(ctx, topic)
@@ -137,7 +140,7 @@ func TestNewDoesNotNeedTheBroker(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close() // nothing listens there now
+	_ = l.Close() // nothing listens there now
 
 	c, err := New(context.Background(), Config{Bootstrap: []string{addr}, Mechanism: MechanismSCRAMSHA512, Username: "u", Password: "p", RequestTimeout: time.Second})
 	if err != nil {
@@ -163,6 +166,11 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	cfg.Mechanism = "plain-typo"
 	if _, err := New(ctx, cfg); err == nil || strings.Contains(err.Error(), "secret-value") {
 		t.Errorf("bad mechanism: %v (must fail and never show the password)", err)
+	}
+	for _, shown := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg)} {
+		if strings.Contains(shown, "secret-value") || !strings.Contains(shown, "localhost:9092") {
+			t.Errorf("config printed as %q: must show the bootstrap and hide the password", shown)
+		}
 	}
 }
 

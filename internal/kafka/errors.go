@@ -86,7 +86,7 @@ func opErr(op string, err error) error {
 	if err == nil {
 		return nil
 	}
-	if r, ok := err.(*RejectedError); ok {
+	if r, ok := err.(*RejectedError); ok { //nolint:errorlint // only a bare rejection gets its Op set; a wrapped one is wrapped again below
 		cp := *r
 		cp.Op = op
 		return &cp

@@ -23,7 +23,7 @@ func (c *Client) SCRAMMechanisms(ctx context.Context, users ...string) (map[stri
 	if len(users) == 0 {
 		return out, nil // no users would describe every user
 	}
-	op := fmt.Sprintf("describing SCRAM credentials of %v", users)
+	op := "describing SCRAM credentials of " + nameList(users)
 	ctx, cancel := c.timeout(ctx)
 	defer cancel()
 	described, err := c.adm.DescribeUserSCRAMs(ctx, users...)

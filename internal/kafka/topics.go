@@ -32,9 +32,17 @@ func (c *Client) DescribeTopics(ctx context.Context, names ...string) (map[strin
 	}
 	got, err := c.describes.do(ctx, names)
 	if err != nil {
-		return nil, opErr(fmt.Sprintf("describing topics %v", names), err)
+		return nil, opErr("describing topics "+nameList(names), err)
 	}
 	return got, nil
+}
+
+// nameList renders names for an error without listing a whole resync.
+func nameList(names []string) string {
+	if len(names) <= 3 {
+		return fmt.Sprint(names)
+	}
+	return fmt.Sprintf("[%s and %d more]", names[0], len(names)-1)
 }
 
 // CreateTopic creates a topic; ErrTopicExists if it is already there.
@@ -149,18 +157,33 @@ func (c *Client) describeNames(ctx context.Context, names []string) (map[string]
 			topics[name] = topicFromMetadata(name, &mt)
 		}
 	}
+	answered := make(map[string]bool, len(cfgs.Resources))
 	for _, r := range cfgs.Resources {
 		t, exists := topics[r.ResourceName]
-		if !exists {
+		if !exists || r.ResourceType != kmsg.ConfigResourceTypeTopic {
 			continue // absent, or its metadata error is already recorded
 		}
-		if err := codeErr(r.ErrorCode, r.ErrorMessage); err != nil {
+		answered[r.ResourceName] = true
+		err := codeErr(r.ErrorCode, r.ErrorMessage)
+		if errors.Is(err, ErrTopicNotFound) {
+			// Created or deleted between the two requests: ask again.
+			err = fmt.Errorf("%w: topic changed while being described", ErrUnavailable)
+		}
+		if err != nil {
 			delete(topics, r.ResourceName)
 			errs[r.ResourceName] = err
 			continue
 		}
 		t.Configs = overrides(r.Configs)
 		topics[r.ResourceName] = t
+	}
+	// Reporting a topic without its overrides would make a diff re-set
+	// them, so a topic the broker sent no configs for is an error.
+	for name := range topics {
+		if !answered[name] {
+			delete(topics, name)
+			errs[name] = fmt.Errorf("%w: broker sent no configs for the topic", ErrUnavailable)
+		}
 	}
 	return topics, errs, nil
 }

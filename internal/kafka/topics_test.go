@@ -83,7 +83,7 @@ func TestTopicLifecycle(t *testing.T) {
 	if d, _ = mustDescribe(t, name); d.Partitions != 6 {
 		t.Fatalf("partitions = %d, want 6", d.Partitions)
 	}
-	wantRejected(t, admin.SetPartitions(ctx, name, 4), "INVALID_PARTITIONS")
+	_ = wantRejected(t, admin.SetPartitions(ctx, name, 4), "INVALID_PARTITIONS")
 
 	if _, err := admin.CreateTopic(ctx, NewTopic{Name: name, Partitions: 1, ReplicationFactor: 1}); !errors.Is(err, ErrTopicExists) {
 		t.Fatalf("second create: %v, want ErrTopicExists", err)
@@ -127,7 +127,7 @@ func TestCreateTopicRejected(t *testing.T) {
 		t.Fatalf("Op = %q", r.Op)
 	}
 	_, err = admin.CreateTopic(ctx, NewTopic{Name: name, Partitions: 0, ReplicationFactor: 1})
-	wantRejected(t, err, "INVALID_PARTITIONS")
+	_ = wantRejected(t, err, "INVALID_PARTITIONS")
 	if _, ok := mustDescribe(t, name); ok {
 		t.Fatal("a rejected topic exists")
 	}
@@ -165,12 +165,12 @@ func TestInvalidConfigRejectedWithBrokerMessage(t *testing.T) {
 	})
 	defer handle.Remove()
 	err = admin.AlterTopicConfig(ctx, name, ConfigAlter{Set: map[string]string{"retention.ms": "1"}})
-	wantRejected(t, err, "POLICY_VIOLATION")
+	_ = wantRejected(t, err, "POLICY_VIOLATION")
 }
 
 // observe counts the requests of one kind the broker receives until the
 // test ends.
-func observe(t *testing.T, key kmsg.Key) *kfake.FaultHandle {
+func observe(t testing.TB, key kmsg.Key) *kfake.FaultHandle {
 	h := broker.Cluster().Fault(kfake.Fault{Keys: []kmsg.Key{key}, Observe: true, Count: -1})
 	t.Cleanup(h.Remove)
 	return h
