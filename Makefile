@@ -24,7 +24,8 @@ GO_TEST_FLAGS ?= -count=1 -timeout 25m
 
 .PHONY: demo
 demo: controlplane build ## Run the fee-update story on a local control plane and embedded broker (DEMO_EXIT=1 to exit at the end).
-	$(BIN)/hmsbus demo --bin-dir $(BIN) --state-dir $(CURDIR)/.demo
+	go build -o $(BIN)/hmsbus-demo ./hack/demo
+	$(BIN)/hmsbus-demo --bin-dir $(BIN) --state-dir $(CURDIR)/.demo
 
 .PHONY: test
 test: controlplane build ## Run every test tier: unit, integration (real apiserver + broker) and e2e (built binaries + kubectl).

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -292,11 +293,10 @@ func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1
 	if rotated {
 		sub.Status.CredentialsRotation = sub.Annotations[busv1.AnnotationRotate]
 	}
-	if rotated || pending || sub.Status.PasswordChangedAt == nil {
-		now := metav1.NewTime(r.now().UTC().Truncate(1e9))
-		if pending || sub.Status.PasswordChangedAt == nil {
-			sub.Status.PasswordChangedAt = &now
-		}
+	// A new password (new Secret, lost Secret or rotation) is always pending.
+	if pending || sub.Status.PasswordChangedAt == nil {
+		now := metav1.NewTime(r.now().UTC().Truncate(time.Second))
+		sub.Status.PasswordChangedAt = &now
 	}
 	return reconcile.Result{}, nil, false
 }
