@@ -64,7 +64,7 @@ bench: controlplane ## Run benchmarks (speed and memory figures; not part of mak
 
 .PHONY: clean
 clean: ## Remove build output and demo state (keeps the control plane binaries).
-	rm -rf $(BIN)/manager $(BIN)/hmsbus $(BIN)/kubectl-bus .demo
+	rm -rf $(BIN)/manager $(BIN)/hmsbus $(BIN)/kubectl-bus $(BIN)/hmsbus-demo .demo
 
 ##@ Tools (pinned, built into bin/)
 

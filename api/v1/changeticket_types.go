@@ -156,7 +156,7 @@ type ChangeTicketStatus struct {
 	// ValidApprovals counts the approvals that count: distinct reviewers
 	// who are not the requester, recorded before any denial.
 	// +optional
-	ValidApprovals int32 `json:"validApprovals,omitempty"`
+	ValidApprovals int32 `json:"validApprovals"`
 
 	// ExpiresAt is the effective end of the change window.
 	// +optional
@@ -184,7 +184,7 @@ type ChangeTicketStatus struct {
 // +kubebuilder:printcolumn:name="Approvals",type=integer,JSONPath=`.status.validApprovals`
 // +kubebuilder:printcolumn:name="Required",type=integer,JSONPath=`.status.requiredApprovals`
 // +kubebuilder:printcolumn:name="Requester",type=string,JSONPath=`.spec.requestedBy`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Summary",type=string,JSONPath=`.spec.summary`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type ChangeTicket struct {

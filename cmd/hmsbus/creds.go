@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -87,16 +88,19 @@ func printEvent(w io.Writer, format string, e bus.Event) error {
 		_, err = fmt.Fprintf(w, "%s\n", b)
 		return err
 	}
-	subject := ""
-	if e.Subject != "" {
-		subject = " subject=" + e.Subject
+	// Records that are not CloudEvents (the audit trail, foreign
+	// producers) have no type, source or id: print only what is there.
+	fields := []string{e.Time.UTC().Format(time.RFC3339Nano), fmt.Sprintf("%s/%d@%d", e.Topic, e.Partition, e.Offset)}
+	for _, f := range [][2]string{{"", e.Type}, {"source=", e.Source}, {"id=", e.ID}, {"subject=", e.Subject}} {
+		if f[1] != "" {
+			fields = append(fields, f[0]+f[1])
+		}
 	}
 	data := string(e.Data)
 	if data == "" {
 		data = "(no data)"
 	}
-	_, err := fmt.Fprintf(w, "%s %s/%d@%d %s source=%s id=%s%s %s\n",
-		e.Time.UTC().Format(time.RFC3339Nano), e.Topic, e.Partition, e.Offset, e.Type, e.Source, e.ID, subject, data)
+	_, err := fmt.Fprintln(w, strings.Join(append(fields, data), " "))
 	return err
 }
 

@@ -112,4 +112,3 @@ func TestEnsureTopic(t *testing.T) {
 		t.Fatalf("existing audit topic must be left alone: %v %+v", err, admin.created)
 	}
 }
-
