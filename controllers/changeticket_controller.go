@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -29,20 +28,12 @@ type ChangeTicketReconciler struct {
 // +kubebuilder:rbac:groups=bus.hms.io,resources=changetickets/status,verbs=get;update;patch
 
 // Reconcile evaluates one ChangeTicket.
-func (r *ChangeTicketReconciler) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, retErr error) {
-	t := &busv1.ChangeTicket{}
-	if err := r.Get(ctx, req.NamespacedName, t); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
-	}
-	before := t.DeepCopy()
-	defer func() {
-		if err := patchStatus(ctx, r.Client, before, t, before.Status, t.Status); err != nil {
-			// The status did not land: retry with back-off rather than
-			// wait for the resync.
-			res, retErr = reconcile.Result{}, errors.Join(retErr, err)
-		}
-	}()
+func (r *ChangeTicketReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	// Tickets own no broker state, so they carry no finalizer.
+	return reconcileShape(ctx, r.Client, req, &busv1.ChangeTicket{}, func(t *busv1.ChangeTicket) any { return t.Status }, nil, r.evaluate)
+}
 
+func (r *ChangeTicketReconciler) evaluate(ctx context.Context, t *busv1.ChangeTicket) (reconcile.Result, error) {
 	nsMin, err := namespaceMinApprovals(ctx, r.Client, t.Namespace)
 	if err != nil {
 		return reconcile.Result{}, err

@@ -7,6 +7,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
@@ -19,8 +20,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
 	"github.com/hms-platform/bus-operator/internal/governance"
@@ -144,6 +147,35 @@ func applyResult(conds *[]metav1.Condition, gen int64, r result) {
 	setCondition(conds, gen, busv1.ConditionReady, status, r.reason, r.message)
 	setTransient(conds, gen, busv1.ConditionStalled, r.stalled, r.reason, r.message)
 	setTransient(conds, gen, busv1.ConditionReconciling, r.reconciling, r.reason, r.message)
+}
+
+// reconcileShape is the Reconcile every kind shares: get the object, defer
+// one status patch, run finalize when it is being deleted, otherwise make
+// sure the finalizer is there (unless finalize is nil) and run apply.
+func reconcileShape[T client.Object](ctx context.Context, c client.Client, req reconcile.Request, obj T, status func(T) any,
+	finalize, apply func(context.Context, T) (reconcile.Result, error)) (res reconcile.Result, retErr error) {
+	if err := c.Get(ctx, req.NamespacedName, obj); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	before := obj.DeepCopyObject().(T)
+	defer func() {
+		if err := patchStatus(ctx, c, before, obj, status(before), status(obj)); err != nil {
+			// The status did not land: retry with back-off rather than
+			// wait for the resync.
+			res, retErr = reconcile.Result{}, errors.Join(retErr, err)
+		}
+	}()
+	if finalize != nil {
+		if !obj.GetDeletionTimestamp().IsZero() {
+			return finalize(ctx, obj)
+		}
+		if controllerutil.AddFinalizer(obj, busv1.Finalizer) {
+			if err := c.Update(ctx, obj); err != nil {
+				return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
+			}
+		}
+	}
+	return apply(ctx, obj)
 }
 
 // patchStatus writes the status once, and only when it changed: a resync

@@ -43,6 +43,11 @@ const (
 	// reached the broker yet. The Secret is written first, so a crash
 	// between the two writes is finished by the next reconcile.
 	annotationBrokerSync = "bus.hms.io/broker-sync"
+	// annotationRotation on the Secret holds the rotation request (the
+	// Subscription's rotate annotation) its password answers. It lives on
+	// the Secret, written before the broker, so a reconcile that reads a
+	// status not yet updated cannot rotate a second time.
+	annotationRotation = "bus.hms.io/rotation"
 )
 
 // SubscriptionReconciler issues SCRAM credentials and least-privilege ACLs.
@@ -69,29 +74,8 @@ type SubscriptionReconciler struct {
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
 
 // Reconcile brings one Subscription's credentials and grants in line.
-func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, retErr error) {
-	sub := &busv1.Subscription{}
-	if err := r.Get(ctx, req.NamespacedName, sub); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
-	}
-	before := sub.DeepCopy()
-	defer func() {
-		if err := patchStatus(ctx, r.Client, before, sub, before.Status, sub.Status); err != nil {
-			// The status did not land: retry with back-off rather than
-			// wait for the resync.
-			res, retErr = reconcile.Result{}, errors.Join(retErr, err)
-		}
-	}()
-
-	if !sub.DeletionTimestamp.IsZero() {
-		return r.finalize(ctx, sub)
-	}
-	if controllerutil.AddFinalizer(sub, busv1.Finalizer) {
-		if err := r.Update(ctx, sub); err != nil {
-			return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
-		}
-	}
-	return r.reconcileSubscription(ctx, sub)
+func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	return reconcileShape(ctx, r.Client, req, &busv1.Subscription{}, func(s *busv1.Subscription) any { return s.Status }, r.finalize, r.reconcileSubscription)
 }
 
 // grantPlan is what a reconcile decided to grant.
@@ -290,9 +274,7 @@ func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1
 		}
 		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpDeleteCredential, Resource: user, Cause: cause, Ticket: ticket, Before: map[string]any{"mechanism": old}})
 	}
-	if rotated {
-		sub.Status.CredentialsRotation = sub.Annotations[busv1.AnnotationRotate]
-	}
+	sub.Status.CredentialsRotation = secret.Annotations[annotationRotation]
 	// A new password (new Secret, lost Secret or rotation) is always pending.
 	if pending || sub.Status.PasswordChangedAt == nil {
 		now := metav1.NewTime(r.now().UTC().Truncate(time.Second))
@@ -319,7 +301,8 @@ func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Su
 	if exists && !metav1.IsControlledBy(secret, sub) {
 		return nil, false, &stalledError{fmt.Sprintf("Secret %s exists and is not owned by this Subscription; choose another spec.credentials.secretName", name)}
 	}
-	rotate := sub.Annotations[busv1.AnnotationRotate] != "" && sub.Annotations[busv1.AnnotationRotate] != sub.Status.CredentialsRotation
+	request := sub.Annotations[busv1.AnnotationRotate]
+	rotate := exists && request != "" && request != secret.Annotations[annotationRotation]
 	password := string(secret.Data[bus.SecretKeyPassword])
 	newPassword := !exists || password == "" || rotate
 	if newPassword {
@@ -344,11 +327,14 @@ func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Su
 		desired.Labels = map[string]string{}
 	}
 	desired.Labels[LabelManagedBy] = ManagedByValue
+	if desired.Annotations == nil {
+		desired.Annotations = map[string]string{}
+	}
 	if newPassword {
-		if desired.Annotations == nil {
-			desired.Annotations = map[string]string{}
-		}
 		desired.Annotations[annotationBrokerSync] = "pending"
+	}
+	if request != "" {
+		desired.Annotations[annotationRotation] = request
 	}
 	if err := controllerutil.SetControllerReference(sub, desired, r.Scheme()); err != nil {
 		return nil, false, fmt.Errorf("owning Secret %s: %w", name, err)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -26,6 +25,7 @@ import (
 	"github.com/hms-platform/bus-operator/internal/embedded"
 	"github.com/hms-platform/bus-operator/internal/governance"
 	"github.com/hms-platform/bus-operator/internal/kafka"
+	"github.com/hms-platform/bus-operator/internal/localstack"
 	"github.com/hms-platform/bus-operator/internal/operator"
 	"github.com/hms-platform/bus-operator/internal/testenv"
 )
@@ -110,7 +110,7 @@ func runSuite(m *testing.M) int {
 }
 
 func startBrokerAndOperator() (func(), error) {
-	ports, err := freePorts(3)
+	ports, err := localstack.FreePorts(3)
 	if err != nil {
 		return nil, err
 	}
@@ -157,24 +157,6 @@ func startBrokerAndOperator() (func(), error) {
 	return func() { cancel(); <-done; admin.Close() }, nil
 }
 
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
 
 // syncBuffer collects the operator's logs so tests can assert what never
 // appears in them.

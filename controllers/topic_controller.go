@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -49,30 +48,8 @@ type TopicReconciler struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one Topic's broker topic to its last approved state.
-func (r *TopicReconciler) Reconcile(ctx context.Context, req reconcile.Request) (res reconcile.Result, retErr error) {
-	topic := &busv1.Topic{}
-	if err := r.Get(ctx, req.NamespacedName, topic); err != nil {
-		return reconcile.Result{}, client.IgnoreNotFound(err)
-	}
-	before := topic.DeepCopy()
-	defer func() {
-		if err := patchStatus(ctx, r.Client, before, topic, before.Status, topic.Status); err != nil {
-			// The status did not land: retry with back-off rather than
-			// wait for the resync.
-			res, retErr = reconcile.Result{}, errors.Join(retErr, err)
-		}
-	}()
-
-	if !topic.DeletionTimestamp.IsZero() {
-		return r.finalize(ctx, topic)
-	}
-	if controllerutil.AddFinalizer(topic, busv1.Finalizer) {
-		if err := r.Update(ctx, topic); err != nil {
-			return reconcile.Result{}, fmt.Errorf("adding finalizer: %w", err)
-		}
-	}
-	res, err := r.reconcileTopic(ctx, topic)
-	return res, err
+func (r *TopicReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	return reconcileShape(ctx, r.Client, req, &busv1.Topic{}, func(t *busv1.Topic) any { return t.Status }, r.finalize, r.reconcileTopic)
 }
 
 func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic) (reconcile.Result, error) {
@@ -399,14 +376,18 @@ func requestsFor(items []busv1.Topic) []reconcile.Request {
 	return out
 }
 
+// approvalMessage names the ticket behind the broker state. It reads the
+// same before and after the spec is applied, so applying it costs no
+// second status write.
 func approvalMessage(applied *busv1.AppliedTicket, d governance.Decision) string {
+	t := applied
 	if d.Allowed {
-		return d.Message
+		t = d.Ticket
 	}
-	if applied != nil {
-		return fmt.Sprintf("current spec was applied under %s (%s)", applied.Name, applied.Reference)
+	if t == nil {
+		return "current spec was applied"
 	}
-	return "current spec was applied"
+	return fmt.Sprintf("authorised by ChangeTicket %s (%s), approved by %s", t.Name, t.Reference, strings.Join(t.ApprovedBy, ", "))
 }
 
 // topicView is what audit records show of a topic.

@@ -18,7 +18,7 @@ import (
 // every port accepts connections.
 func (s *Stack) startBroker(ctx context.Context, timeout time.Duration) error {
 	begin := s.begin("starting embedded broker (hmsbus broker, 3 brokers, SASL/SCRAM and ACLs on)")
-	ports, err := freePorts(3)
+	ports, err := FreePorts(3)
 	if err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func dialAll(addrs []string) (bool, error) {
 // readiness endpoint, which pings the broker, answers 200.
 func (s *Stack) startOperator(ctx context.Context, opts Options) error {
 	begin := s.begin("starting operator (bin/manager as user " + OperatorUser + ", ClusterRole " + OperatorRole + " only)")
-	ports, err := freePorts(1)
+	ports, err := FreePorts(1)
 	if err != nil {
 		return err
 	}

@@ -141,10 +141,10 @@ func TailFile(path string, n int) string {
 	return string(bytes.Join(lines, []byte("\n")))
 }
 
-// freePorts returns n ports free right now on 127.0.0.1. Another process
+// FreePorts returns n ports free right now on 127.0.0.1. Another process
 // could take one before it is used; on a developer machine that is rare
 // enough, and the start fails with a clear error if it happens.
-func freePorts(n int) ([]int, error) {
+func FreePorts(n int) ([]int, error) {
 	var ports []int
 	var ls []net.Listener
 	defer func() {
