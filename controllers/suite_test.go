@@ -39,7 +39,7 @@ var (
 	admin    *kafka.Client // the test's own admin client, for assertions and out-of-band changes
 	logs     = &syncBuffer{}
 	resync   = 2 * time.Second
-	requests = &requestCounter{}
+	requests = &embedded.RequestCounter{}
 )
 
 const (
@@ -64,7 +64,7 @@ func (h *brokerHandle) start() error {
 		return err
 	}
 	h.b = b
-	requests.install(b)
+	requests.Attach(b)
 	return nil
 }
 
@@ -156,7 +156,6 @@ func startBrokerAndOperator() (func(), error) {
 	}()
 	return func() { cancel(); <-done; admin.Close() }, nil
 }
-
 
 // syncBuffer collects the operator's logs so tests can assert what never
 // appears in them.

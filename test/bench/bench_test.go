@@ -11,6 +11,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
+
+	"github.com/hms-platform/bus-operator/internal/embedded"
 )
 
 const (
@@ -134,7 +136,7 @@ func (s *stack) waitBroker(ctx context.Context, name string, limit time.Duration
 // fleetRun is what one BenchmarkCreateTopics iteration observed.
 type fleetRun struct {
 	elapsed, creating time.Duration
-	requests          counts
+	requests          embedded.Counts
 	apiWrites         int // the operator's writes to the Topics (finalizer, status)
 	heapBefore, heap  uint64
 }
@@ -172,7 +174,7 @@ func (s *stack) createFleet(b *testing.B, ctx context.Context, settle bool) flee
 	must(b, err)
 	var r fleetRun
 	r.heapBefore = heapInUse()
-	before := s.requests.snapshot()
+	before := s.requests.Snapshot()
 
 	b.StartTimer()
 	start := time.Now()
@@ -187,7 +189,7 @@ func (s *stack) createFleet(b *testing.B, ctx context.Context, settle bool) flee
 	if settle {
 		s.waitQuiet(b, 500*time.Millisecond, time.Minute)
 	}
-	r.requests = s.requests.snapshot().minus(before)
+	r.requests = s.requests.Snapshot().Minus(before)
 	r.apiWrites = int(w.events.Load()) - fleetSize // less the creations
 	must(b, w.stop())
 	r.heap = heapInUse()
@@ -224,7 +226,7 @@ func mb(n uint64) float64 { return float64(n) / (1 << 20) }
 
 func reportFleet(b *testing.B, runs []fleetRun) {
 	var elapsed, creating time.Duration
-	total := counts{}
+	total := embedded.Counts{}
 	apiWrites := 0
 	for _, r := range runs {
 		elapsed += r.elapsed
@@ -237,21 +239,21 @@ func reportFleet(b *testing.B, runs []fleetRun) {
 	n := float64(len(runs))
 	topics := n * fleetSize
 	last := runs[len(runs)-1]
-	admin := total.of(kmsg.CreateTopics, kmsg.Metadata, kmsg.DescribeConfigs)
+	admin := total.Of(kmsg.CreateTopics, kmsg.Metadata, kmsg.DescribeConfigs)
 	b.ReportMetric(topics/elapsed.Seconds(), "topics/s")
 	b.ReportMetric(ms(elapsed)/topics, "ms/topic")
 	b.ReportMetric(float64(admin)/topics, "broker-req/topic")
-	b.ReportMetric(float64(total.of(kmsg.CreateTopics))/n, "createtopics-req")
-	b.ReportMetric(float64(total.of(kmsg.Metadata))/n, "metadata-req")
-	b.ReportMetric(float64(total.of(kmsg.DescribeConfigs))/n, "describeconfigs-req")
-	b.ReportMetric(float64(total.of(kmsg.Produce))/n, "produce-req")
+	b.ReportMetric(float64(total.Of(kmsg.CreateTopics))/n, "createtopics-req")
+	b.ReportMetric(float64(total.Of(kmsg.Metadata))/n, "metadata-req")
+	b.ReportMetric(float64(total.Of(kmsg.DescribeConfigs))/n, "describeconfigs-req")
+	b.ReportMetric(float64(total.Of(kmsg.Produce))/n, "produce-req")
 	b.ReportMetric(float64(apiWrites)/topics, "api-writes/topic")
 	b.ReportMetric(mb(last.heap), "heap-MB")
 	b.ReportMetric(mb(last.heap)-mb(last.heapBefore), "heap-delta-MB")
 	b.Logf("%d Topics Ready in %s (%.0f topics/s, %.1f ms/topic; the creates themselves took %s); broker: %d CreateTopics + %d Metadata + %d DescribeConfigs = %.3f admin requests per topic, %d Produce (audit); all requests: %s; operator API writes %.1f per topic; heap in use %.1f MB (+%.1f MB for the fleet, broker included)",
 		int(topics), elapsed.Round(time.Millisecond), topics/elapsed.Seconds(), ms(elapsed)/topics, creating.Round(time.Millisecond),
-		total.of(kmsg.CreateTopics), total.of(kmsg.Metadata), total.of(kmsg.DescribeConfigs), float64(admin)/topics,
-		total.of(kmsg.Produce), total, float64(apiWrites)/topics, mb(last.heap), mb(last.heap)-mb(last.heapBefore))
+		total.Of(kmsg.CreateTopics), total.Of(kmsg.Metadata), total.Of(kmsg.DescribeConfigs), float64(admin)/topics,
+		total.Of(kmsg.Produce), total, float64(apiWrites)/topics, mb(last.heap), mb(last.heap)-mb(last.heapBefore))
 }
 
 // BenchmarkNoOpResync: with a fleet of Ready Topics and a 2s resync, a
@@ -296,8 +298,8 @@ func BenchmarkNoOpResync(b *testing.B) {
 	}
 	b.ReportMetric(float64(steady.brokerWrites()), "broker-writes")
 	b.ReportMetric(float64(steady.statusWrites()), "status-writes")
-	b.ReportMetric(float64(steady.requests.reads())/passes, "broker-reads/resync")
-	b.ReportMetric(float64(steady.requests.reads())/float64(steady.reconcileCount), "broker-reads/reconcile")
+	b.ReportMetric(float64(steady.requests.Reads())/passes, "broker-reads/resync")
+	b.ReportMetric(float64(steady.requests.Reads())/float64(steady.reconcileCount), "broker-reads/reconcile")
 	b.ReportMetric(float64(steady.reconcileCount)/noOpWindow.Seconds(), "reconciles/s")
 	b.ReportMetric(mb(heapInUse()), "heap-MB")
 	if restart {
@@ -308,19 +310,19 @@ func BenchmarkNoOpResync(b *testing.B) {
 	}
 	b.Logf("%s of resyncs every %s: %d reconciles (%.1f passes over %d Topics), broker writes %d, Topic writes %d, ChangeTicket writes %d, broker reads %d (%.1f per pass, %.3f per reconcile): %s",
 		noOpWindow, noOpResync, steady.reconcileCount, passes, topics, steady.brokerWrites(), steady.topicWrites, steady.ticketWrites,
-		steady.requests.reads(), float64(steady.requests.reads())/passes, float64(steady.requests.reads())/float64(steady.reconcileCount), steady.requests)
+		steady.requests.Reads(), float64(steady.requests.Reads())/passes, float64(steady.requests.Reads())/float64(steady.reconcileCount), steady.requests)
 	if steady.brokerWrites() != 0 || steady.statusWrites() != 0 {
 		b.Errorf("a no-op resync wrote: %d broker writes (%s), %d Topic and %d ChangeTicket writes", steady.brokerWrites(), steady.requests, steady.topicWrites, steady.ticketWrites)
 	}
 }
 
-// window counts, between open and close, broker requests, writes to Topics
+// window embedded.Counts, between open and close, broker requests, writes to Topics
 // and ChangeTickets, and Topic reconciles.
 type window struct {
-	before         counts
+	before         embedded.Counts
 	reconciles     int
 	watches        []*topicWatch
-	requests       counts
+	requests       embedded.Counts
 	topicWrites    int // writes to Topics (status, finalizers, anything)
 	ticketWrites   int // writes to ChangeTickets
 	reconcileCount int
@@ -330,7 +332,7 @@ func (w window) statusWrites() int { return w.topicWrites + w.ticketWrites }
 
 func (s *stack) openWindow(b *testing.B, ctx context.Context) window {
 	b.Helper()
-	w := window{before: s.requests.snapshot()}
+	w := window{before: s.requests.Snapshot()}
 	var err error
 	if w.reconciles, err = reconciles("topic"); err != nil {
 		b.Fatal(err)
@@ -348,7 +350,7 @@ func (s *stack) openWindow(b *testing.B, ctx context.Context) window {
 
 func (w *window) close(b *testing.B, ctx context.Context, s *stack) {
 	b.Helper()
-	w.requests = s.requests.snapshot().minus(w.before)
+	w.requests = s.requests.Snapshot().Minus(w.before)
 	now, err := reconciles("topic")
 	must(b, err)
 	w.reconcileCount = now - w.reconciles
@@ -359,7 +361,7 @@ func (w *window) close(b *testing.B, ctx context.Context, s *stack) {
 	}
 }
 
-func (w window) brokerWrites() int { return w.requests.writes() }
+func (w window) brokerWrites() int { return w.requests.Writes() }
 
 func (s *stack) countTopics(b *testing.B, ctx context.Context) int {
 	b.Helper()

@@ -41,7 +41,7 @@ type stack struct {
 	broker    *embedded.Broker
 	kcfg      kafka.Config
 	admin     *kafka.Client // the benchmark's own client, for polling the broker
-	requests  *requestCounter
+	requests  *embedded.RequestCounter
 	requester client.Client
 	watcher   client.WithWatch
 }
@@ -82,7 +82,7 @@ func startStack() (*stack, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting control plane: %w", err)
 	}
-	s := &stack{env: env, requests: &requestCounter{}}
+	s := &stack{env: env, requests: &embedded.RequestCounter{}}
 	if err := s.startBroker(); err != nil {
 		s.stop()
 		return nil, err
@@ -104,7 +104,7 @@ func (s *stack) startBroker() error {
 		return err
 	}
 	s.broker = b
-	s.requests.install(b)
+	s.requests.Attach(b)
 	s.kcfg = kafka.Config{
 		Bootstrap: b.Addrs(), Mechanism: embedded.AdminMechanism,
 		Username: b.AdminUser, Password: b.AdminPassword,
@@ -175,12 +175,12 @@ func (s *stack) startOperator(b *testing.B, resync time.Duration) {
 func (s *stack) waitQuiet(b *testing.B, quiet, limit time.Duration) {
 	b.Helper()
 	deadline := time.Now().Add(limit)
-	last := s.requests.snapshot()
+	last := s.requests.Snapshot()
 	lastChange := time.Now()
 	for time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
-		now := s.requests.snapshot()
-		if len(now.minus(last)) != 0 {
+		now := s.requests.Snapshot()
+		if len(now.Minus(last)) != 0 {
 			last, lastChange = now, time.Now()
 			continue
 		}

@@ -130,7 +130,7 @@ func readyReason(t *busv1.Topic) string {
 }
 
 // topicWatch follows objects of one kind in one namespace (all namespaces
-// if ns is empty) from resourceVersion rv, counts every write to them and,
+// if ns is empty) from resourceVersion rv, embedded.Counts every write to them and,
 // for Topics, records when each became Ready. Like an informer it resumes
 // from the last resourceVersion it saw when the API server ends the watch
 // (it drops watchers that fall behind while it is busy), so no event is
@@ -148,7 +148,7 @@ type topicWatch struct {
 	rv      string               // last resourceVersion seen
 	resumed int                  // times the watch was resumed
 	readyAt map[string]time.Time // first time each Topic was Ready
-	err     error                // the watch failed: the counts are incomplete
+	err     error                // the watch failed: the embedded.Counts are incomplete
 }
 
 func (s *stack) watch(ctx context.Context, list client.ObjectList, ns, rv string) (*topicWatch, error) {
