@@ -50,8 +50,9 @@ generate: $(CONTROLLER_GEN) ## Regenerate deepcopy code, CRDs and the operator's
 	$(CONTROLLER_GEN) rbac:roleName=hmsbus-operator paths=./controllers/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: verify
-verify: generate $(GOLANGCI_LINT) ## fmt, vet, lint, and fail if generated files are stale.
+verify: generate $(GOLANGCI_LINT) ## fmt, go.mod tidy, vet, lint, and fail if generated files are stale.
 	@out=$$(gofmt -l $$(git ls-files '*.go') ); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	go mod tidy -diff
 	go vet ./...
 	$(GOLANGCI_LINT) run ./...
 	@if ! git diff --quiet -- api config || [ -n "$$(git ls-files --others --exclude-standard -- api config)" ]; then \
