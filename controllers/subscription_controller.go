@@ -228,8 +228,7 @@ func allowsNamespace(t *busv1.Topic, ns string) bool {
 // syncCredentials writes the Secret, then the broker's SCRAM credential.
 // done is true when the reconcile must stop here.
 func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1.Subscription, topics []string, cause string, ticket *busv1.AppliedTicket) (reconcile.Result, error, bool) {
-	secret, rotated, err := r.ensureSecret(ctx, sub, topics)
-	if err != nil {
+	stall := func(err error) (reconcile.Result, error, bool) {
 		var stalled *stalledError
 		if errors.As(err, &stalled) {
 			applyResult(&sub.Status.Conditions, sub.Generation, result{reason: busv1.ReasonConflict, message: stalled.msg, stalled: true})
@@ -242,6 +241,13 @@ func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1
 	if err != nil {
 		res, err := r.brokerError(sub, fmt.Errorf("describing SCRAM user %s: %w", user, err))
 		return res, err, true
+	}
+	if err := r.guardForeignUser(ctx, sub, len(have[user]) > 0); err != nil {
+		return stall(err)
+	}
+	secret, rotated, err := r.ensureSecret(ctx, sub, topics)
+	if err != nil {
+		return stall(err)
 	}
 	pending := secret.Annotations[annotationBrokerSync] == "pending"
 	if pending || !slices.Contains(have[user], mech) {
@@ -281,6 +287,24 @@ func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1
 		sub.Status.PasswordChangedAt = &now
 	}
 	return reconcile.Result{}, nil, false
+}
+
+// guardForeignUser refuses to take over a SCRAM user the operator did not
+// create. The operator's users always have its Secret (written before the
+// broker) or a recorded status.username; a user with neither was made by
+// someone else, and overwriting its password would lock its owner out.
+func (r *SubscriptionReconciler) guardForeignUser(ctx context.Context, sub *busv1.Subscription, userExists bool) error {
+	if !userExists || sub.Status.Username != "" {
+		return nil
+	}
+	err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: sub.SecretName()}, &corev1.Secret{})
+	switch {
+	case err == nil:
+		return nil
+	case !apierrors.IsNotFound(err):
+		return fmt.Errorf("getting Secret %s: %w", sub.SecretName(), err)
+	}
+	return &stalledError{fmt.Sprintf("SCRAM user %s already exists on the broker and was not created by this operator; it is left untouched (remove it, or rename this Subscription)", sub.Username())}
 }
 
 type stalledError struct{ msg string }

@@ -395,3 +395,32 @@ func TestSubscriptionWaitsForTicketAndTopic(t *testing.T) {
 	readyTopic(t, ns, "later")
 	waitSubReady(t, sub)
 }
+
+func TestSubscriptionNeverTakesOverAForeignUser(t *testing.T) {
+	ns := env.NamespaceT(t, "foreign")
+	readyTopic(t, ns, "data")
+	// Someone created this user by hand, with their own password.
+	user := ns + ".squatter"
+	if err := admin.UpsertSCRAM(ctxT(t), user, "SCRAM-SHA-512", "their-own-password-0123"); err != nil {
+		t.Fatal(err)
+	}
+	approvedTicket(t, ns, "chg-f", covers(busv1.KindSubscription, "squatter"))
+	sub := newSub(ns, "squatter", "chg-f", busv1.RoleConsume, ref("data"))
+	create(t, sub)
+	waitCondition(t, sub, subConds(sub), busv1.ConditionStalled, metav1.ConditionTrue, busv1.ReasonConflict)
+	if msg := findCond(sub.Status.Conditions, busv1.ConditionReady); !strings.Contains(msg, "was not created by this operator") {
+		t.Fatalf("Ready message: %s", msg)
+	}
+	if err := env.Client.Get(ctxT(t), client.ObjectKey{Namespace: ns, Name: sub.SecretName()}, &corev1.Secret{}); err == nil {
+		t.Fatal("a Secret was issued for a user the operator does not own")
+	}
+	acls, err := admin.DescribeACLs(ctxT(t), "User:"+user)
+	if err != nil || len(acls) != 0 {
+		t.Fatalf("grants made to a foreign user: %v %v", acls, err)
+	}
+	// The owner's password still works: nothing was overwritten.
+	c := bus.Credentials{Bootstrap: broker.bootstrap(), Username: user, Password: "their-own-password-0123"}
+	if err := streamErr(ctxT(t), c, uniqueName(ns, "data")); !errors.Is(err, bus.ErrNotAuthorized) {
+		t.Fatalf("the owner's password must still authenticate (and be refused only by ACLs), got %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -495,4 +496,25 @@ func readAudit(t *testing.T, keep func(audit.Record) bool) []audit.Record {
 		}
 	}
 	return out
+}
+
+func TestTopicAdoptsMatchingBrokerTopicWithoutChanges(t *testing.T) {
+	ns := env.NamespaceT(t, "adopt")
+	name := uniqueName(ns, "Legacy")
+	existing, err := admin.CreateTopic(ctxT(t), kafka.NewTopic{Name: name, Partitions: 2, ReplicationFactor: 3, Configs: map[string]string{"retention.ms": "7200000"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := requests.Snapshot()
+	approvedTicket(t, ns, "chg-adopt", covers(busv1.KindTopic, "legacy"))
+	tp := newTopic(ns, "legacy", name, "chg-adopt", 2, map[string]busv1.ConfigValue{"retention.ms": "7200000"})
+	create(t, tp)
+	waitTopicReady(t, tp)
+	if tp.Status.TopicID != existing.ID {
+		t.Fatalf("adopted topic ID %s, want the existing %s (nothing may be deleted to adopt)", tp.Status.TopicID, existing.ID)
+	}
+	window := requests.Snapshot().Minus(before)
+	if n := window.Of(kmsg.CreateTopics, kmsg.DeleteTopics, kmsg.IncrementalAlterConfigs, kmsg.CreatePartitions); n != 0 {
+		t.Fatalf("adopting a matching topic made %d topic writes: %s", n, window)
+	}
 }
