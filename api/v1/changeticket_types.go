@@ -156,6 +156,7 @@ type ChangeTicketStatus struct {
 	// ValidApprovals counts the approvals that count: distinct reviewers
 	// who are not the requester, recorded before any denial.
 	// +optional
+	// +kubebuilder:default=0
 	ValidApprovals int32 `json:"validApprovals"`
 
 	// ExpiresAt is the effective end of the change window.
