@@ -53,6 +53,10 @@ const (
 // SubscriptionReconciler issues SCRAM credentials and least-privilege ACLs.
 type SubscriptionReconciler struct {
 	client.Client
+	// APIReader reads around the cache. It decides, rarely, whether a
+	// Secret or SCRAM user belongs to someone else: a cache that has not
+	// yet seen the operator's own new Secret must not make it look foreign.
+	APIReader client.Reader
 	Admin  kafka.Admin
 	Audit  *audit.Recorder
 	Events events.EventRecorder
@@ -297,7 +301,7 @@ func (r *SubscriptionReconciler) guardForeignUser(ctx context.Context, sub *busv
 	if !userExists || sub.Status.Username != "" {
 		return nil
 	}
-	err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: sub.SecretName()}, &corev1.Secret{})
+	err := r.liveReader().Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: sub.SecretName()}, &corev1.Secret{})
 	switch {
 	case err == nil:
 		return nil
@@ -305,6 +309,27 @@ func (r *SubscriptionReconciler) guardForeignUser(ctx context.Context, sub *busv
 		return fmt.Errorf("getting Secret %s: %w", sub.SecretName(), err)
 	}
 	return &stalledError{fmt.Sprintf("SCRAM user %s already exists on the broker and was not created by this operator; it is left untouched (remove it, or rename this Subscription)", sub.Username())}
+}
+
+// existingSecretError explains a Secret that exists but is not in the
+// cache: either the cache lags behind the operator's own write (retry), or
+// the Secret lacks the operator's label because someone else made it.
+func (r *SubscriptionReconciler) existingSecretError(ctx context.Context, sub *busv1.Subscription, name string) error {
+	live := &corev1.Secret{}
+	if err := r.liveReader().Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, live); err != nil {
+		return fmt.Errorf("reading Secret %s: %w", name, err)
+	}
+	if metav1.IsControlledBy(live, sub) {
+		return fmt.Errorf("secret %s was just written and is not in the cache yet; retrying", name)
+	}
+	return &stalledError{fmt.Sprintf("Secret %s already exists and was not created by this operator; choose another spec.credentials.secretName", name)}
+}
+
+func (r *SubscriptionReconciler) liveReader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
 }
 
 type stalledError struct{ msg string }
@@ -367,9 +392,7 @@ func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Su
 	case !exists:
 		if err := r.Create(ctx, desired); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				// Present but not in our cache: it lacks our label, so it
-				// is someone else's Secret.
-				return nil, false, &stalledError{fmt.Sprintf("Secret %s already exists and was not created by this operator; choose another spec.credentials.secretName", name)}
+				return nil, false, r.existingSecretError(ctx, sub, name)
 			}
 			return nil, false, fmt.Errorf("creating Secret %s: %w", name, err)
 		}
