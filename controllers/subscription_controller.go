@@ -57,9 +57,9 @@ type SubscriptionReconciler struct {
 	// Secret or SCRAM user belongs to someone else: a cache that has not
 	// yet seen the operator's own new Secret must not make it look foreign.
 	APIReader client.Reader
-	Admin  kafka.Admin
-	Audit  *audit.Recorder
-	Events events.EventRecorder
+	Admin     kafka.Admin
+	Audit     *audit.Recorder
+	Events    events.EventRecorder
 	Options
 	// ClientBootstrap is the bootstrap address written into credentials:
 	// what workloads use, which may differ from the operator's own.
