@@ -1,7 +1,6 @@
 package controllers_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -37,7 +36,7 @@ var (
 	env      *testenv.Env
 	broker   *brokerHandle
 	admin    *kafka.Client // the test's own admin client, for assertions and out-of-band changes
-	logs     = &syncBuffer{}
+	logs     = &localstack.SyncBuffer{}
 	resync   = 2 * time.Second
 	requests = &embedded.RequestCounter{}
 )
@@ -155,25 +154,6 @@ func startBrokerAndOperator() (func(), error) {
 		}
 	}()
 	return func() { cancel(); <-done; admin.Close() }, nil
-}
-
-// syncBuffer collects the operator's logs so tests can assert what never
-// appears in them.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // ---- helpers shared by the tests ----

@@ -135,7 +135,7 @@ func (r *runner) mustFail(ctx context.Context, c command, want string) error {
 type background struct {
 	label   string
 	display string
-	out     *lockedBuffer
+	out     *localstack.SyncBuffer
 	term    *lineWriter
 	cancel  context.CancelFunc
 	done    chan struct{}
@@ -146,7 +146,7 @@ type background struct {
 func (r *runner) start(ctx context.Context, label string, c command) (*background, error) {
 	r.out.line(fmt.Sprintf("$ %s &    # [%s]", r.display(c), label))
 	ctx, cancel := context.WithTimeout(ctx, commandTimeout)
-	b := &background{label: label, display: r.display(c), out: &lockedBuffer{}, term: r.out.prefixed("    [" + label + "] "), cancel: cancel, done: make(chan struct{})}
+	b := &background{label: label, display: r.display(c), out: &localstack.SyncBuffer{}, term: r.out.prefixed("    [" + label + "] "), cancel: cancel, done: make(chan struct{})}
 	cmd := exec.CommandContext(ctx, c.path, c.args...)
 	cmd.Env = r.env
 	cmd.Dir = r.cwd
@@ -276,22 +276,4 @@ func (l *lineWriter) flush() {
 		l.dst.line(l.prefix + string(l.partial))
 		l.partial = nil
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a writer and a reader.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -237,8 +237,8 @@ func eventIDs(out string) []string {
 // background is a command left running while the test goes on.
 type background struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
-	errOut *syncBuffer
+	out    *localstack.SyncBuffer
+	errOut *localstack.SyncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -248,7 +248,7 @@ func (f *fixture) startBus(t *testing.T, sub string, args ...string) *background
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	cmd := exec.CommandContext(ctx, f.hmsbus(), append(args, "--credentials-dir", f.creds[sub])...)
 	cmd.Env = localstack.Environ()
-	b := &background{cmd: cmd, out: &syncBuffer{}, errOut: &syncBuffer{}, done: make(chan struct{})}
+	b := &background{cmd: cmd, out: &localstack.SyncBuffer{}, errOut: &localstack.SyncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = b.out, b.errOut
 	if err := cmd.Start(); err != nil {
 		cancel()
@@ -272,21 +272,4 @@ func (b *background) wait(t *testing.T) result {
 		t.Fatalf("hmsbus %s did not exit within 2m", strings.Join(b.cmd.Args[1:], " "))
 	}
 	return result{stdout: b.out.String(), stderr: b.errOut.String(), err: b.err}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.buf.String()
 }
