@@ -115,11 +115,12 @@ func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub 
 		return reconcile.Result{}, nil
 	}
 
-	cause := audit.CauseApproved
+	cause, ticket := audit.CauseApproved, g.decision.Ticket
 	if !g.approved || sub.Status.ObservedGeneration == gen {
-		cause = audit.CauseDrift
+		// Repairing drift restores grants approved earlier: the record
+		// names the ticket that approved them.
+		cause, ticket = audit.CauseDrift, sub.Status.AppliedTicket
 	}
-	ticket := g.decision.Ticket
 	if res, err, done := r.syncCredentials(ctx, sub, g.topics, cause, ticket); done {
 		return res, err
 	}
@@ -149,8 +150,8 @@ func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub 
 	case g.problem != nil:
 		applyResult(conds, gen, *g.problem)
 	default:
-		if ticket != nil {
-			sub.Status.AppliedTicket = ticket
+		if g.decision.Ticket != nil {
+			sub.Status.AppliedTicket = g.decision.Ticket
 		}
 		sub.Status.ObservedGeneration = gen
 		applyResult(conds, gen, result{ready: true, reason: busv1.ReasonSucceeded, message: fmt.Sprintf("%s may %s %s; credentials in Secret %s", sub.Principal(), strings.ToLower(string(roleOf(sub))), sub.Status.TopicsSummary, sub.SecretName())})

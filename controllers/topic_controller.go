@@ -57,19 +57,6 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 	conds := &topic.Status.Conditions
 	name := topic.BrokerTopicName()
 
-	if reason := r.reservedName(name); reason != "" {
-		applyResult(conds, gen, result{reason: busv1.ReasonNotAllowed, message: reason, stalled: true})
-		setCondition(conds, gen, busv1.ConditionApproved, metav1.ConditionFalse, busv1.ReasonNotAllowed, reason)
-		return reconcile.Result{}, nil
-	}
-	if winner, err := r.conflictWinner(ctx, topic); err != nil {
-		return reconcile.Result{}, err
-	} else if winner != "" {
-		msg := fmt.Sprintf("broker topic %s is already managed by Topic %s, which is older; this Topic changes nothing on the broker", name, winner)
-		applyResult(conds, gen, result{reason: busv1.ReasonConflict, message: msg, stalled: true})
-		return reconcile.Result{}, nil
-	}
-
 	// Decide what the broker should hold: the spec when it is approved
 	// (or was already applied), otherwise the last approved state.
 	target, decision, approved, err := r.target(ctx, topic)
@@ -80,6 +67,18 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 		setCondition(conds, gen, busv1.ConditionApproved, metav1.ConditionTrue, busv1.ReasonTicketApproved, approvalMessage(topic.Status.AppliedTicket, decision))
 	} else {
 		setCondition(conds, gen, busv1.ConditionApproved, metav1.ConditionFalse, decision.Reason, decision.Message)
+	}
+
+	if reason := r.reservedName(name); reason != "" {
+		applyResult(conds, gen, result{reason: busv1.ReasonNotAllowed, message: reason, stalled: true})
+		return reconcile.Result{}, nil
+	}
+	if winner, err := r.conflictWinner(ctx, topic); err != nil {
+		return reconcile.Result{}, err
+	} else if winner != "" {
+		msg := fmt.Sprintf("broker topic %s is already managed by Topic %s, which is older; this Topic changes nothing on the broker", name, winner)
+		applyResult(conds, gen, result{reason: busv1.ReasonConflict, message: msg, stalled: true})
+		return reconcile.Result{}, nil
 	}
 	if target == nil {
 		applyResult(conds, gen, result{reason: decision.Reason, message: "nothing is created on the broker until the ticket allows it: " + decision.Message})
@@ -105,11 +104,13 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 		applyResult(conds, gen, result{reason: busv1.ReasonBrokerRejected, message: msg, stalled: true})
 		return reconcile.Result{}, nil
 	}
-	cause := audit.CauseApproved
+	cause, ticket := audit.CauseApproved, decision.Ticket
 	if !approved || topic.Status.ObservedGeneration == gen {
-		cause = audit.CauseDrift
+		// Repairing drift restores a state approved earlier: the record
+		// names the ticket that approved it.
+		cause, ticket = audit.CauseDrift, topic.Status.AppliedTicket
 	}
-	after, err := r.apply(ctx, topic, p, cur, target, cause, decision.Ticket)
+	after, err := r.apply(ctx, topic, p, cur, target, cause, ticket)
 	if err != nil {
 		return r.brokerError(topic, err)
 	}

@@ -254,6 +254,11 @@ func TestTopicDriftRepair(t *testing.T) {
 	if countOps(records, audit.OpAlterTopicConfig) == 0 || countOps(records, audit.OpCreateTopic) == 0 {
 		t.Fatalf("drift repairs must be audited, got %+v", records)
 	}
+	for _, r := range records {
+		if r.Ticket == nil || r.Ticket.Reference != "CHG-1" {
+			t.Fatalf("a drift repair must name the ticket that approved the restored state: %+v", r)
+		}
+	}
 }
 
 func TestTopicNoOpResyncWritesNothing(t *testing.T) {
@@ -296,6 +301,8 @@ func TestTopicConflictOlderWins(t *testing.T) {
 	create(t, second)
 	waitCondition(t, second, topicConds(second), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonConflict)
 	waitCondition(t, second, topicConds(second), busv1.ConditionStalled, metav1.ConditionTrue, busv1.ReasonConflict)
+	// Ready and Approved are always present, a conflict included.
+	waitCondition(t, second, topicConds(second), busv1.ConditionApproved, metav1.ConditionTrue, busv1.ReasonTicketApproved)
 	got, _ := brokerTopic(t, name)
 	if got.Partitions != 2 || got.Configs["retention.ms"] != "" {
 		t.Fatalf("the conflicting Topic changed the broker: %+v", got)

@@ -57,8 +57,9 @@ type Record struct {
 	// Resource is the broker resource changed: a topic name or a principal.
 	Resource string    `json:"resource"`
 	Object   ObjectRef `json:"object"`
-	// Ticket authorised the change; nil for a repair of drift, which
-	// restores an earlier approved state and needs no new ticket.
+	// Ticket authorised the change. For a drift repair, which restores
+	// an earlier approved state and needs no new ticket, it is the ticket
+	// that approved that state; nil only for revocations.
 	Ticket *busv1.AppliedTicket `json:"ticket,omitempty"`
 	// Cause says why: "approved change", "drift repair", "deletion".
 	Cause  string `json:"cause"`
