@@ -86,8 +86,14 @@ func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req reconcile.Re
 type grantPlan struct {
 	approved bool
 	decision governance.Decision
-	topics   []string
-	desired  []kafka.ACL
+	// role, mechanism, quota, topics and desired are the spec's when it
+	// is approved, otherwise the last approved ones from status: nothing of
+	// an unapproved spec reaches the broker.
+	role      busv1.Role
+	mechanism string
+	quota     *busv1.QuotaSpec
+	topics    []string
+	desired   []kafka.ACL
 	// problem explains topics withheld (missing, not allowed, not ready).
 	problem *result
 }
@@ -121,22 +127,23 @@ func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub 
 		// names the ticket that approved them.
 		cause, ticket = audit.CauseDrift, sub.Status.AppliedTicket
 	}
-	if res, err, done := r.syncCredentials(ctx, sub, g.topics, cause, ticket); done {
+	if res, err, done := r.syncCredentials(ctx, sub, g, cause, ticket); done {
 		return res, err
 	}
 	unmanaged, err := r.syncACLs(ctx, sub, g.desired, cause, ticket)
 	if err != nil {
 		return r.brokerError(sub, err)
 	}
-	if err := r.syncQuota(ctx, sub, cause, ticket); err != nil {
+	if err := r.syncQuota(ctx, sub, g.quota, cause, ticket); err != nil {
 		return r.brokerError(sub, err)
 	}
 
 	sub.Status.Principal = sub.Principal()
 	sub.Status.Username = sub.Username()
 	sub.Status.SecretName = sub.SecretName()
+	sub.Status.Role, sub.Status.Mechanism, sub.Status.Quota = g.role, busv1.Mechanism(g.mechanism), g.quota
 	sub.Status.ConsumerGroup = ""
-	if sub.Spec.Role != busv1.RoleProduce && g.approved {
+	if g.role == busv1.RoleConsume {
 		sub.Status.ConsumerGroup = sub.ConsumerGroupName()
 	}
 	sub.Status.Topics = g.topics
@@ -172,16 +179,21 @@ func (r *SubscriptionReconciler) plan(ctx context.Context, sub *busv1.Subscripti
 		g.decision, g.approved = d, d.Allowed
 	}
 	if !g.approved {
+		g.role, g.mechanism, g.quota = sub.Status.Role, string(sub.Status.Mechanism), sub.Status.Quota
+		if g.mechanism == "" {
+			g.mechanism = string(busv1.MechanismSCRAMSHA512)
+		}
 		g.topics = sub.Status.Topics
 		g.desired = fromEntries(sub.Principal(), sub.Status.GrantedACLs)
 		return g, nil
 	}
+	g.role, g.mechanism, g.quota = roleOf(sub), string(sub.MechanismName()), sub.Spec.Quota
 	topics, problem, err := r.resolveTopics(ctx, sub)
 	if err != nil {
 		return g, err
 	}
 	g.topics, g.problem = topics, problem
-	g.desired = plan.DesiredACLs(sub.Principal(), string(roleOf(sub)), topics, sub.ConsumerGroupName())
+	g.desired = plan.DesiredACLs(sub.Principal(), string(g.role), topics, sub.ConsumerGroupName())
 	return g, nil
 }
 
@@ -232,7 +244,7 @@ func allowsNamespace(t *busv1.Topic, ns string) bool {
 
 // syncCredentials writes the Secret, then the broker's SCRAM credential.
 // done is true when the reconcile must stop here.
-func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1.Subscription, topics []string, cause string, ticket *busv1.AppliedTicket) (reconcile.Result, error, bool) {
+func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1.Subscription, g grantPlan, cause string, ticket *busv1.AppliedTicket) (reconcile.Result, error, bool) {
 	stall := func(err error) (reconcile.Result, error, bool) {
 		var stalled *stalledError
 		if errors.As(err, &stalled) {
@@ -241,7 +253,7 @@ func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1
 		}
 		return reconcile.Result{}, err, true
 	}
-	user, mech := sub.Username(), string(sub.MechanismName())
+	user, mech := sub.Username(), g.mechanism
 	have, err := r.Admin.SCRAMMechanisms(ctx, user)
 	if err != nil {
 		res, err := r.brokerError(sub, fmt.Errorf("describing SCRAM user %s: %w", user, err))
@@ -250,7 +262,7 @@ func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1
 	if err := r.guardForeignUser(ctx, sub, len(have[user]) > 0); err != nil {
 		return stall(err)
 	}
-	secret, rotated, err := r.ensureSecret(ctx, sub, topics)
+	secret, rotated, err := r.ensureSecret(ctx, sub, g)
 	if err != nil {
 		return stall(err)
 	}
@@ -340,7 +352,7 @@ func (e *stalledError) Error() string { return e.msg }
 // ensureSecret creates or updates the credentials Secret. A new password
 // is generated when the Secret is new or lost, or when rotation is asked
 // for; the Secret is then marked pending until the broker has it.
-func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Subscription, topics []string) (*corev1.Secret, bool, error) {
+func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Subscription, g grantPlan) (*corev1.Secret, bool, error) {
 	name := sub.SecretName()
 	secret := &corev1.Secret{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, secret)
@@ -363,10 +375,10 @@ func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Su
 		password = pw
 	}
 	creds := bus.Credentials{
-		Bootstrap: r.ClientBootstrap, Mechanism: string(sub.MechanismName()),
-		Username: sub.Username(), Password: password, Topics: topics, TLS: r.ClientTLS, CACert: r.ClientCA,
+		Bootstrap: r.ClientBootstrap, Mechanism: g.mechanism,
+		Username: sub.Username(), Password: password, Topics: g.topics, TLS: r.ClientTLS, CACert: r.ClientCA,
 	}
-	if roleOf(sub) == busv1.RoleConsume {
+	if g.role == busv1.RoleConsume {
 		creds.ConsumerGroup = sub.ConsumerGroupName()
 	}
 	desired := secret.DeepCopy()
@@ -434,9 +446,9 @@ func (r *SubscriptionReconciler) syncACLs(ctx context.Context, sub *busv1.Subscr
 }
 
 // syncQuota sets or clears the client quota.
-func (r *SubscriptionReconciler) syncQuota(ctx context.Context, sub *busv1.Subscription, cause string, ticket *busv1.AppliedTicket) error {
+func (r *SubscriptionReconciler) syncQuota(ctx context.Context, sub *busv1.Subscription, quota *busv1.QuotaSpec, cause string, ticket *busv1.AppliedTicket) error {
 	want := kafka.Quota{}
-	if q := sub.Spec.Quota; q != nil {
+	if q := quota; q != nil {
 		want = kafka.Quota{ProducerByteRate: q.ProducerByteRate, ConsumerByteRate: q.ConsumerByteRate}
 	}
 	user := sub.Username()

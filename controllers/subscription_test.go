@@ -424,3 +424,72 @@ func TestSubscriptionNeverTakesOverAForeignUser(t *testing.T) {
 		t.Fatalf("the owner's password must still authenticate (and be refused only by ACLs), got %v", err)
 	}
 }
+
+func TestSubscriptionSpecChangeWithoutApprovalKeepsLastApprovedGrants(t *testing.T) {
+	ns := env.NamespaceT(t, "subhold")
+	topic := readyTopic(t, ns, "orders")
+	approvedTicket(t, ns, "chg-1", covers(busv1.KindSubscription, "shipper"))
+	sub := newSub(ns, "shipper", "chg-1", busv1.RoleConsume, ref("orders"))
+	sub.Spec.Quota = &busv1.QuotaSpec{ConsumerByteRate: ptr.To[int64](2048)}
+	create(t, sub)
+	waitSubReady(t, sub)
+	creds, _ := credentials(t, sub)
+	user := ns + ".shipper"
+
+	// Role, mechanism and quota all change, under a ticket nobody approved.
+	fileTicket(t, ns, "chg-2", covers(busv1.KindSubscription, "shipper"))
+	update(t, sub, func(s *busv1.Subscription) {
+		s.Spec.ChangeTicket = "chg-2"
+		s.Spec.Role = busv1.RoleProduce
+		s.Spec.Credentials = &busv1.CredentialsSpec{Mechanism: busv1.MechanismSCRAMSHA256}
+		s.Spec.Quota = &busv1.QuotaSpec{ConsumerByteRate: ptr.To[int64](1 << 30)}
+	})
+	waitCondition(t, sub, subConds(sub), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonAwaitingApproval)
+	time.Sleep(2 * resync)
+	ctx := ctxT(t)
+	mechs, err := admin.SCRAMMechanisms(ctx, user)
+	if err != nil || !slices.Equal(mechs[user], []string{"SCRAM-SHA-512"}) {
+		t.Fatalf("mechanism changed without approval: %v %v", mechs, err)
+	}
+	if q, err := admin.DescribeQuota(ctx, user); err != nil || q.ConsumerByteRate == nil || *q.ConsumerByteRate != 2048 {
+		t.Fatalf("quota changed without approval: %+v %v", q, err)
+	}
+	acls, err := admin.DescribeACLs(ctx, "User:"+user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range acls {
+		if a.Operation == kafka.OpWrite {
+			t.Fatalf("produce grant made without approval: %v", a)
+		}
+	}
+	again, _ := credentials(t, sub)
+	if again.Password != creds.Password || again.ConsumerGroup != creds.ConsumerGroup || again.Mechanism != "SCRAM-SHA-512" {
+		t.Fatalf("the Secret followed the unapproved spec: group %q mechanism %q", again.ConsumerGroup, again.Mechanism)
+	}
+	superuser := bus.Credentials{Bootstrap: broker.bootstrap(), Username: broker.b.AdminUser, Password: broker.b.AdminPassword}
+	if err := publish(ctx, superuser, topic, `{"n":0}`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := consumeOne(ctx, creds, topic); err != nil {
+		t.Fatal("the approved consumer must keep working meanwhile: ", err)
+	}
+
+	// Approval applies all of it: the old mechanism goes, the new one works.
+	approve(t, ns, "chg-2")
+	waitSubReady(t, sub)
+	mechs, _ = admin.SCRAMMechanisms(ctx, user)
+	if !slices.Equal(mechs[user], []string{"SCRAM-SHA-256"}) {
+		t.Fatalf("mechanisms after approval: %v", mechs)
+	}
+	produced, _ := credentials(t, sub)
+	if produced.Mechanism != "SCRAM-SHA-256" || produced.ConsumerGroup != "" {
+		t.Fatalf("Secret after approval: mechanism %q group %q", produced.Mechanism, produced.ConsumerGroup)
+	}
+	if err := publish(ctx, produced, topic, `{"n":1}`); err != nil {
+		t.Fatalf("approved producer cannot publish: %v", err)
+	}
+	if sub.Status.Role != busv1.RoleProduce || sub.Status.Quota == nil || *sub.Status.Quota.ConsumerByteRate != 1<<30 {
+		t.Fatalf("status after approval: %+v", sub.Status)
+	}
+}

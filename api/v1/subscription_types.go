@@ -150,6 +150,19 @@ type SubscriptionStatus struct {
 	// +optional
 	ConsumerGroup string `json:"consumerGroup,omitempty"`
 
+	// Role applied on the broker. While a changed spec awaits its ticket,
+	// the broker keeps this role, mechanism and quota.
+	// +optional
+	Role Role `json:"role,omitempty"`
+
+	// Mechanism of the SCRAM credential on the broker.
+	// +optional
+	Mechanism Mechanism `json:"mechanism,omitempty"`
+
+	// Quota applied on the broker.
+	// +optional
+	Quota *QuotaSpec `json:"quota,omitempty"`
+
 	// Topics lists the broker topic names granted.
 	// +optional
 	// +listType=atomic
