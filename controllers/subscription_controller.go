@@ -225,7 +225,7 @@ func (r *SubscriptionReconciler) resolveTopics(ctx context.Context, sub *busv1.S
 		}
 		switch {
 		case !allowsNamespace(t, sub.Namespace):
-			note(busv1.ReasonNotAllowed, fmt.Sprintf("Topic %s/%s does not allow Subscriptions from namespace %s (its spec.allowedNamespaces)", ns, ref.Name, sub.Namespace))
+			note(busv1.ReasonNotAllowed, fmt.Sprintf("Topic %s/%s does not allow Subscriptions from namespace %s (its approved allowedNamespaces)", ns, ref.Name, sub.Namespace))
 		case !t.DeletionTimestamp.IsZero():
 			note(busv1.ReasonTopicNotReady, fmt.Sprintf("Topic %s/%s is being deleted", ns, ref.Name))
 		case t.Status.TopicID == "":
@@ -238,8 +238,11 @@ func (r *SubscriptionReconciler) resolveTopics(ctx context.Context, sub *busv1.S
 	return slices.Compact(names), problem, nil
 }
 
+// allowsNamespace judges by the Topic's approved allowedNamespaces (its
+// status), never by an edit of its spec still waiting for a ticket.
 func allowsNamespace(t *busv1.Topic, ns string) bool {
-	return t.Namespace == ns || slices.Contains(t.Spec.AllowedNamespaces, ns) || slices.Contains(t.Spec.AllowedNamespaces, "*")
+	allowed := t.Status.AllowedNamespaces
+	return t.Namespace == ns || slices.Contains(allowed, ns) || slices.Contains(allowed, "*")
 }
 
 // syncCredentials writes the Secret, then the broker's SCRAM credential.

@@ -299,9 +299,18 @@ func TestSubscriptionCrossNamespace(t *testing.T) {
 			t.Fatalf("a not-allowed Subscription got an ACL on %s: %v", name, a)
 		}
 	}
-	// The owner allows the namespace (a Topic change needs its ticket).
+	// The owner allows the namespace: a Topic change, so it waits for the
+	// Topic's own ticket; until then the Subscription stays refused.
+	fileTicket(t, owner, "chg-share", covers(busv1.KindTopic, "shared"))
 	tp := &busv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: owner, Name: "shared"}}
-	update(t, tp, func(tp *busv1.Topic) { tp.Spec.AllowedNamespaces = []string{user} })
+	update(t, tp, func(tp *busv1.Topic) {
+		tp.Spec.AllowedNamespaces = []string{user}
+		tp.Spec.ChangeTicket = "chg-share"
+	})
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonAwaitingApproval)
+	time.Sleep(resync)
+	waitCondition(t, sub, subConds(sub), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonNotAllowed)
+	approve(t, owner, "chg-share")
 	waitSubReady(t, sub)
 	if !slices.Equal(sub.Status.Topics, []string{name}) {
 		t.Fatalf("status.topics = %v", sub.Status.Topics)

@@ -136,6 +136,7 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 	if decision.Ticket != nil {
 		topic.Status.AppliedTicket = decision.Ticket
 	}
+	topic.Status.AllowedNamespaces = topic.Spec.AllowedNamespaces
 	topic.Status.ObservedGeneration = gen
 	applyResult(conds, gen, result{ready: true, reason: busv1.ReasonSucceeded, message: fmt.Sprintf("topic %s: %d partitions, replication factor %d, %d config overrides", name, after.Partitions, after.ReplicationFactor, len(after.Configs))})
 	return reconcile.Result{RequeueAfter: r.resync()}, nil

@@ -150,6 +150,13 @@ type TopicStatus struct {
 	// +optional
 	AppliedTicket *AppliedTicket `json:"appliedTicket,omitempty"`
 
+	// AllowedNamespaces in force: the approved spec.allowedNamespaces.
+	// Subscriptions from other namespaces are judged against this, so
+	// widening access waits for the Topic's ticket like any other change.
+	// +optional
+	// +listType=atomic
+	AllowedNamespaces []string `json:"allowedNamespaces,omitempty"`
+
 	// Conditions: Ready and Approved always; Reconciling, Stalled and
 	// Drifted only while True.
 	// +optional

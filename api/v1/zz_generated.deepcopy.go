@@ -500,6 +500,11 @@ func (in *TopicStatus) DeepCopyInto(out *TopicStatus) {
 		*out = new(AppliedTicket)
 		(*in).DeepCopyInto(*out)
 	}
+	if in.AllowedNamespaces != nil {
+		in, out := &in.AllowedNamespaces, &out.AllowedNamespaces
+		*out = make([]string, len(*in))
+		copy(*out, *in)
+	}
 	if in.Conditions != nil {
 		in, out := &in.Conditions, &out.Conditions
 		*out = make([]metav1.Condition, len(*in))

@@ -261,6 +261,10 @@ func topicChanges(tp *busv1.Topic, ops []busv1.Operation) []string {
 		}
 		out = append(out, configChanges(st.Config, spec.Configs())...)
 	}
+	// Who may subscribe is part of what the reviewer approves.
+	if !slices.Equal(sortedCopy(spec.AllowedNamespaces), sortedCopy(st.AllowedNamespaces)) && (st.TopicName != "" || len(spec.AllowedNamespaces) > 0) {
+		out = append(out, fmt.Sprintf("Subscriptions allowed from namespaces %s -> %s (besides %s)", namespaceList(st.AllowedNamespaces), namespaceList(spec.AllowedNamespaces), tp.Namespace))
+	}
 	if slices.Contains(ops, busv1.OperationDelete) {
 		out = append(out, fmt.Sprintf("may delete topic %s and its data when the Topic is deleted (deletionPolicy %s)", tp.BrokerTopicName(), deletionPolicy(tp)))
 	}
@@ -268,6 +272,19 @@ func topicChanges(tp *busv1.Topic, ops []busv1.Operation) []string {
 		out = append(out, "no change on the broker")
 	}
 	return out
+}
+
+func sortedCopy(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+func namespaceList(ns []string) string {
+	if len(ns) == 0 {
+		return "[none]"
+	}
+	return "[" + strings.Join(sortedCopy(ns), ", ") + "]"
 }
 
 func deletionPolicy(tp *busv1.Topic) busv1.DeletionPolicy {

@@ -61,6 +61,12 @@ func TestTopicChanges(t *testing.T) {
 			want: []string{"no change on the broker"},
 		},
 		{
+			name: "widening who may subscribe is shown",
+			tp: topic("fees", "fee-updated", busv1.TopicSpec{TopicName: "FeeUpdated", Partitions: 3, AllowedNamespaces: []string{"sms", "payments"},
+				Config: map[string]busv1.ConfigValue{"retention.ms": "86400000", "cleanup.policy": "delete"}}, applied),
+			want: []string{"Subscriptions allowed from namespaces [none] -> [payments, sms] (besides fees)"},
+		},
+		{
 			name: "delete authorised",
 			tp: topic("fees", "fee-updated", busv1.TopicSpec{TopicName: "FeeUpdated", Partitions: 3, DeletionPolicy: busv1.DeletionDelete,
 				Config: map[string]busv1.ConfigValue{"retention.ms": "86400000", "cleanup.policy": "delete"}}, applied),
