@@ -1,0 +1,92 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hms-platform/bus-operator/internal/operator"
+)
+
+func TestOperatorConfigErrorsAreClear(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	empty := filepath.Join(dir, "empty")
+	badCA := filepath.Join(dir, "ca.pem")
+	for p, content := range map[string]string{pw: "s3cret-admin-password\n", empty: "\n", badCA: "not a certificate"} {
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := flags{bootstrap: "127.0.0.1:9092", mechanism: "SCRAM-SHA-512", username: "admin", passwordFile: pw, scramIterations: 4096}
+	cases := []struct {
+		name   string
+		mutate func(*flags)
+		want   string
+		is     error
+	}{
+		{name: "no bootstrap", mutate: func(f *flags) { f.bootstrap = "" }, want: "--kafka-bootstrap (or HMSBUS_KAFKA_BOOTSTRAP) is required"},
+		{name: "no credentials", mutate: func(f *flags) { f.passwordFile = "" }, is: operator.ErrMissingCredentials, want: "--kafka-password-file"},
+		{name: "password file without user", mutate: func(f *flags) { f.username = "" }, want: "--kafka-username is required"},
+		{name: "missing password file", mutate: func(f *flags) { f.passwordFile = filepath.Join(dir, "nope") }, want: "reading --kafka-password-file"},
+		{name: "empty password file", mutate: func(f *flags) { f.passwordFile = empty }, want: "is empty"},
+		{name: "secret reference without namespace", mutate: func(f *flags) { f.credentialsSecret = "admin-secret" }, want: "must be namespace/name"},
+		{name: "CA file without a certificate", mutate: func(f *flags) { f.tlsCAFile = badCA }, want: "holds no PEM certificate"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := base
+			tc.mutate(&f)
+			_, err := f.operatorConfig(context.Background())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+			if tc.is != nil && !errors.Is(err, tc.is) {
+				t.Fatalf("got %v, want errors.Is %v", err, tc.is)
+			}
+			if strings.Contains(err.Error(), "s3cret-admin-password") {
+				t.Fatal("an error shows the password")
+			}
+		})
+	}
+
+	cfg, err := base.operatorConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Kafka.Password != "s3cret-admin-password" || cfg.Kafka.Username != "admin" || cfg.Kafka.SCRAMIterations != 4096 || cfg.Kafka.TLS != nil {
+		t.Fatalf("valid flags gave %+v", cfg.Kafka.Bootstrap)
+	}
+	none := base
+	none.mechanism, none.passwordFile, none.username = "none", "", ""
+	if cfg, err := none.operatorConfig(context.Background()); err != nil || cfg.Kafka.Mechanism != "" {
+		t.Fatalf("mechanism none needs no credentials: %v", err)
+	}
+}
+
+func TestEnvironmentSetsFlagDefaults(t *testing.T) {
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	var bootstrap string
+	var resyncConcurrency int
+	fs.StringVar(&bootstrap, "kafka-bootstrap", "", "")
+	fs.IntVar(&resyncConcurrency, "max-concurrent-reconciles", 8, "")
+	t.Setenv("HMSBUS_KAFKA_BOOTSTRAP", "broker-0:9093,broker-1:9093")
+	t.Setenv("HMSBUS_MAX_CONCURRENT_RECONCILES", "16")
+	if err := envDefaults(fs); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if bootstrap != "broker-0:9093,broker-1:9093" || resyncConcurrency != 16 {
+		t.Fatalf("got %q %d", bootstrap, resyncConcurrency)
+	}
+	t.Setenv("HMSBUS_MAX_CONCURRENT_RECONCILES", "many")
+	if err := envDefaults(fs); err == nil || !strings.Contains(err.Error(), "HMSBUS_MAX_CONCURRENT_RECONCILES") {
+		t.Fatalf("a bad environment value must name the variable, got %v", err)
+	}
+}
