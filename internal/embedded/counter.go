@@ -99,3 +99,14 @@ func (c Counts) String() string {
 	sort.Strings(parts)
 	return strings.Join(parts, " ")
 }
+
+// Only keeps the counts of keys.
+func (c Counts) Only(keys ...kmsg.Key) Counts {
+	out := Counts{}
+	for _, k := range keys {
+		if v := c[int16(k)]; v != 0 {
+			out[int16(k)] = v
+		}
+	}
+	return out
+}

@@ -56,7 +56,7 @@ func BenchmarkApprovalToBroker(b *testing.B) {
 		b.StopTimer()
 		name := fmt.Sprintf("approve-%d", i)
 		ticket := "chg-" + name
-		must(b, s.fileTicket(ctx, ns, ticket, []string{name}))
+		must(b, s.fileTicket(ctx, ns, ticket, busv1.KindTopic, []string{name}))
 		tp := newTopic(ns, name, ticket)
 		must(b, s.requester.Create(ctx, tp))
 		// The operator has seen the Topic and holds it back: what follows
@@ -168,7 +168,7 @@ func (s *stack) createFleet(b *testing.B, ctx context.Context, settle bool) flee
 	for i := range names {
 		names[i] = fmt.Sprintf("t-%04d", i)
 	}
-	ticketOf, err := s.approvedTickets(ctx, ns, names)
+	ticketOf, err := s.approvedTickets(ctx, ns, busv1.KindTopic, names)
 	must(b, err)
 	w, err := s.watch(ctx, &busv1.TopicList{}, ns, "")
 	must(b, err)

@@ -30,8 +30,8 @@ func benchCtx(b *testing.B, d time.Duration) context.Context {
 }
 
 // fileTicket files a ChangeTicket as the requester covering the named
-// Topics, valid for an hour.
-func (s *stack) fileTicket(ctx context.Context, ns, name string, topics []string) error {
+// objects of kind, valid for an hour.
+func (s *stack) fileTicket(ctx context.Context, ns, name string, kind busv1.CoveredKind, objects []string) error {
 	tk := &busv1.ChangeTicket{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: busv1.ChangeTicketSpec{
@@ -39,8 +39,8 @@ func (s *stack) fileTicket(ctx context.Context, ns, name string, topics []string
 			NotAfter: metav1.NewTime(time.Now().Add(time.Hour)),
 		},
 	}
-	for _, t := range topics {
-		tk.Spec.Covers = append(tk.Spec.Covers, busv1.CoveredObject{Kind: busv1.KindTopic, Name: t})
+	for _, o := range objects {
+		tk.Spec.Covers = append(tk.Spec.Covers, busv1.CoveredObject{Kind: kind, Name: o})
 	}
 	if err := s.requester.Create(ctx, tk); err != nil {
 		return fmt.Errorf("filing ticket %s/%s: %w", ns, name, err)
@@ -49,13 +49,13 @@ func (s *stack) fileTicket(ctx context.Context, ns, name string, topics []string
 }
 
 // approvedTickets files and approves as many tickets as it takes to cover
-// names, and returns the ticket name of each Topic.
-func (s *stack) approvedTickets(ctx context.Context, ns string, names []string) (map[string]string, error) {
+// the named objects of kind, and returns the ticket name of each object.
+func (s *stack) approvedTickets(ctx context.Context, ns string, kind busv1.CoveredKind, names []string) (map[string]string, error) {
 	ticketOf := make(map[string]string, len(names))
 	for i := 0; i < len(names); i += maxCovers {
 		chunk := names[i:min(i+maxCovers, len(names))]
-		ticket := fmt.Sprintf("chg-%d", i/maxCovers)
-		if err := s.fileTicket(ctx, ns, ticket, chunk); err != nil {
+		ticket := fmt.Sprintf("chg-%s-%d", strings.ToLower(string(kind)), i/maxCovers)
+		if err := s.fileTicket(ctx, ns, ticket, kind, chunk); err != nil {
 			return nil, err
 		}
 		if err := s.env.Approve(ctx, ns, ticket, reviewer); err != nil {
@@ -86,6 +86,11 @@ func newTopic(ns, name, ticket string) *busv1.Topic {
 // createTopics creates the Topics with a few concurrent writers, as a
 // GitOps tool applying a directory would.
 func (s *stack) createTopics(ctx context.Context, ns string, ticketOf map[string]string, names []string) error {
+	return s.createAll(ctx, names, func(n string) client.Object { return newTopic(ns, n, ticketOf[n]) })
+}
+
+// createAll creates one object per name with a few concurrent writers.
+func (s *stack) createAll(ctx context.Context, names []string, object func(name string) client.Object) error {
 	const writers = 8
 	work := make(chan string)
 	var wg sync.WaitGroup
@@ -94,9 +99,10 @@ func (s *stack) createTopics(ctx context.Context, ns string, ticketOf map[string
 	for range writers {
 		wg.Go(func() {
 			for n := range work {
-				if err := s.requester.Create(ctx, newTopic(ns, n, ticketOf[n])); err != nil {
+				obj := object(n)
+				if err := s.requester.Create(ctx, obj); err != nil {
 					mu.Lock()
-					firstErr = cmpErr(firstErr, fmt.Errorf("creating Topic %s/%s: %w", ns, n, err))
+					firstErr = cmpErr(firstErr, fmt.Errorf("creating %T %s/%s: %w", obj, obj.GetNamespace(), n, err))
 					mu.Unlock()
 				}
 			}
