@@ -73,8 +73,12 @@ func (o Options) resync() time.Duration {
 
 // decide answers whether obj's current spec may be applied for op, reading
 // the ticket and the namespace's minimum approvals through the cache.
-func decide(ctx context.Context, c client.Reader, o Options, kind busv1.CoveredKind, obj client.Object, ticketRef string, op busv1.Operation) (governance.Decision, error) {
-	subject := governance.Subject{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Operation: op, TicketRef: ticketRef}
+func decide(ctx context.Context, c client.Reader, o Options, kind busv1.CoveredKind, obj client.Object, spec any, ticketRef string, op busv1.Operation) (governance.Decision, error) {
+	hash, err := governance.SpecHash(spec)
+	if err != nil {
+		return governance.Decision{}, err
+	}
+	subject := governance.Subject{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Operation: op, TicketRef: ticketRef, SpecHash: hash}
 	ns, name := governance.TicketKey(obj.GetNamespace(), ticketRef)
 	var ticket *busv1.ChangeTicket
 	if ticketRef != "" && ns == obj.GetNamespace() {

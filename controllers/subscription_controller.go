@@ -172,7 +172,7 @@ func (r *SubscriptionReconciler) plan(ctx context.Context, sub *busv1.Subscripti
 	applied := sub.Status.Username != ""
 	g := grantPlan{approved: applied && sub.Status.ObservedGeneration == sub.Generation}
 	if !g.approved {
-		d, err := decide(ctx, r.Client, r.Options, busv1.KindSubscription, sub, sub.Spec.ChangeTicket, busv1.OperationApply)
+		d, err := decide(ctx, r.Client, r.Options, busv1.KindSubscription, sub, sub.Spec, sub.Spec.ChangeTicket, busv1.OperationApply)
 		if err != nil {
 			return g, err
 		}

@@ -150,7 +150,7 @@ func (r *TopicReconciler) target(ctx context.Context, topic *busv1.Topic) (*plan
 	if applied && topic.Status.ObservedGeneration == topic.Generation {
 		return specTarget(topic), governance.Decision{}, true, nil
 	}
-	d, err := decide(ctx, r.Client, r.Options, busv1.KindTopic, topic, topic.Spec.ChangeTicket, busv1.OperationApply)
+	d, err := decide(ctx, r.Client, r.Options, busv1.KindTopic, topic, topic.Spec, topic.Spec.ChangeTicket, busv1.OperationApply)
 	if err != nil {
 		return nil, d, false, err
 	}
@@ -279,7 +279,7 @@ func (r *TopicReconciler) finalize(ctx context.Context, topic *busv1.Topic) (rec
 	// a conflicting Topic never does, so it can never delete the winner's data.
 	owned := topic.Status.TopicID != ""
 	if topic.Spec.DeletionPolicy == busv1.DeletionDelete && owned && !isPaused(topic) {
-		d, err := decide(ctx, r.Client, r.Options, busv1.KindTopic, topic, topic.Spec.ChangeTicket, busv1.OperationDelete)
+		d, err := decide(ctx, r.Client, r.Options, busv1.KindTopic, topic, topic.Spec, topic.Spec.ChangeTicket, busv1.OperationDelete)
 		if err != nil {
 			return reconcile.Result{}, err
 		}

@@ -10,12 +10,15 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
 	"github.com/hms-platform/bus-operator/internal/audit"
+	"github.com/hms-platform/bus-operator/internal/governance"
 	"github.com/hms-platform/bus-operator/internal/kafka"
+	"github.com/hms-platform/bus-operator/internal/testenv"
 )
 
 func newTopic(ns, name, brokerName, ticket string, partitions int32, cfg map[string]busv1.ConfigValue) *busv1.Topic {
@@ -523,5 +526,67 @@ func TestTopicAdoptsMatchingBrokerTopicWithoutChanges(t *testing.T) {
 	window := requests.Snapshot().Minus(before)
 	if n := window.Of(kmsg.CreateTopics, kmsg.DeleteTopics, kmsg.IncrementalAlterConfigs, kmsg.CreatePartitions); n != 0 {
 		t.Fatalf("adopting a matching topic made %d topic writes: %s", n, window)
+	}
+}
+
+// approvePinned records rita's approval pinning the current spec of tp, as
+// `hmsbus approve` does.
+func approvePinned(t *testing.T, ns, ticket string, tp *busv1.Topic) {
+	t.Helper()
+	c, err := env.As(reviewer, testenv.ReviewersGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		live := &busv1.Topic{}
+		if err := c.Get(ctxT(t), client.ObjectKeyFromObject(tp), live); err != nil {
+			return err
+		}
+		hash, err := governance.SpecHash(live.Spec)
+		if err != nil {
+			return err
+		}
+		tk := &busv1.ChangeTicket{}
+		if err := c.Get(ctxT(t), client.ObjectKey{Namespace: ns, Name: ticket}, tk); err != nil {
+			return err
+		}
+		tk.Status.Approvals = append(tk.Status.Approvals, busv1.Review{
+			Reviewer: reviewer, Time: metav1.Now(),
+			Pinned: []busv1.PinnedSpec{{Kind: busv1.KindTopic, Name: live.Name, SpecHash: hash}},
+		})
+		return c.Status().Update(ctxT(t), tk)
+	})
+	if err != nil {
+		t.Fatalf("pinned approval of %s: %v", ticket, err)
+	}
+}
+
+func TestTopicEditAfterPinnedApprovalNeedsANewTicket(t *testing.T) {
+	ns := env.NamespaceT(t, "pinned")
+	name := uniqueName(ns, "Pinned")
+	fileTicket(t, ns, "chg-1", covers(busv1.KindTopic, "pinned"))
+	tp := newTopic(ns, "pinned", name, "chg-1", 3, nil)
+	create(t, tp)
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonAwaitingApproval)
+	approvePinned(t, ns, "chg-1", tp)
+	waitTopicReady(t, tp)
+
+	// The requester edits the approved Topic under the same ticket: the
+	// reviewer approved 3 partitions, not 12.
+	update(t, tp, func(tp *busv1.Topic) { tp.Spec.Partitions = 12 })
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonSpecChanged)
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionApproved, metav1.ConditionFalse, busv1.ReasonSpecChanged)
+	time.Sleep(resync)
+	if got, _ := brokerTopic(t, name); got.Partitions != 3 {
+		t.Fatalf("an edit after a pinned approval reached the broker: %d partitions", got.Partitions)
+	}
+
+	// A new ticket, approved for the new spec, lets it through.
+	fileTicket(t, ns, "chg-2", covers(busv1.KindTopic, "pinned"))
+	update(t, tp, func(tp *busv1.Topic) { tp.Spec.ChangeTicket = "chg-2" })
+	approvePinned(t, ns, "chg-2", tp)
+	waitTopicReady(t, tp)
+	if got, _ := brokerTopic(t, name); got.Partitions != 12 {
+		t.Fatalf("approved change not applied: %d partitions", got.Partitions)
 	}
 }

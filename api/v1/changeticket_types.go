@@ -115,6 +115,32 @@ type Review struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=1024
 	Comment string `json:"comment,omitempty"`
+
+	// Pinned binds an approval to the specs the reviewer saw: an object
+	// listed here is approved only while its spec hash is unchanged, so an
+	// edit after approval needs a new ticket. `hmsbus approve` fills it in.
+	// An object not listed is approved in any spec for the ticket's window.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	Pinned []PinnedSpec `json:"pinned,omitempty"`
+}
+
+// PinnedSpec is the spec of one covered object as the reviewer saw it.
+type PinnedSpec struct {
+	// Kind of the object.
+	// +required
+	Kind CoveredKind `json:"kind"`
+	// Name of the object.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// SpecHash is "sha256:" and the hex SHA-256 of the object's spec in
+	// JSON (see governance.SpecHash).
+	// +required
+	// +kubebuilder:validation:Pattern=`^sha256:[0-9a-f]{64}$`
+	SpecHash string `json:"specHash"`
 }
 
 // TicketState summarises a ticket for humans and printer columns.

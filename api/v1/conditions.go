@@ -34,6 +34,7 @@ const (
 	ReasonTicketExpired      = "TicketExpired"
 	ReasonTicketNotCovering  = "TicketDoesNotCover"
 	ReasonTicketApproved     = "TicketApproved"
+	ReasonSpecChanged        = "SpecChangedSinceApproval"
 	ReasonBrokerUnavailable  = "BrokerUnavailable"
 	ReasonBrokerRejected     = "BrokerRejected"
 	ReasonConflict           = "Conflict"

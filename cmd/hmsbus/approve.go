@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
+	"github.com/hms-platform/bus-operator/internal/governance"
 )
 
 type reviewFlags struct {
@@ -26,7 +28,11 @@ func (a *app) approveCmd() *cobra.Command {
 		Long: `Record your approval on a ChangeTicket (by object name or by its reference,
 e.g. CHG-1042). The reviewer recorded is the user the API server sees for your
 kubeconfig (including --as). The admission policy refuses approvals from the
-requester and from users outside the reviewers group; its message is shown.`,
+requester and from users outside the reviewers group; its message is shown.
+
+The approval pins the spec of every covered object as it is now: the operator
+applies exactly that, and an edit made after your approval needs a new ticket.
+Run "tickets" first to see what each object would change.`,
 		Example: fmt.Sprintf(`  %[1]s approve chg-1042 -n fees --comment "checked retention with the data owner"
   %[1]s approve CHG-1042 -n fees --as alice --as-group hms:bus-reviewers`, a.name),
 		Args: cobra.ExactArgs(1),
@@ -121,15 +127,61 @@ func approveTicket(ctx context.Context, c client.Client, key client.ObjectKey, r
 				return false, nil
 			}
 		}
+		pins, missing, err := pinCovered(ctx, c, t)
+		if err != nil {
+			return false, err
+		}
+		r.Pinned = pins
 		t.Status.Approvals = append(t.Status.Approvals, r)
-		outcome = fmt.Sprintf("approved ChangeTicket %s/%s (%s) as %s: %d of %d approvals recorded",
-			key.Namespace, key.Name, t.Spec.Reference, r.Reviewer, len(t.Status.Approvals), requiredApprovals(t))
+		outcome = fmt.Sprintf("approved ChangeTicket %s/%s (%s) as %s: %d of %d approvals recorded; pinned the spec of %d object(s): a later edit needs a new ticket",
+			key.Namespace, key.Name, t.Spec.Reference, r.Reviewer, len(t.Status.Approvals), requiredApprovals(t), len(pins))
+		if len(missing) > 0 {
+			outcome += fmt.Sprintf("\nnot pinned, since they do not exist yet (any spec of them is approved until the ticket expires): %s", strings.Join(missing, ", "))
+		}
 		return true, nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("approving ChangeTicket %s/%s: %w", key.Namespace, key.Name, err)
 	}
 	return outcome, nil
+}
+
+// pinCovered hashes the spec of every covered object that exists, so the
+// approval holds for exactly what the reviewer is approving now (the
+// operator compares the same governance.SpecHash of the live spec).
+func pinCovered(ctx context.Context, c client.Client, t *busv1.ChangeTicket) ([]busv1.PinnedSpec, []string, error) {
+	var pins []busv1.PinnedSpec
+	var missing []string
+	for _, cov := range t.Spec.Covers {
+		var spec any
+		key := client.ObjectKey{Namespace: t.Namespace, Name: cov.Name}
+		var err error
+		switch cov.Kind {
+		case busv1.KindTopic:
+			var tp busv1.Topic
+			err = c.Get(ctx, key, &tp)
+			spec = tp.Spec
+		case busv1.KindSubscription:
+			var sub busv1.Subscription
+			err = c.Get(ctx, key, &sub)
+			spec = sub.Spec
+		default:
+			continue
+		}
+		if apierrors.IsNotFound(err) {
+			missing = append(missing, fmt.Sprintf("%s %s", cov.Kind, cov.Name))
+			continue
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading %s %s/%s to pin its spec: %w", cov.Kind, t.Namespace, cov.Name, err)
+		}
+		hash, err := governance.SpecHash(spec)
+		if err != nil {
+			return nil, nil, err
+		}
+		pins = append(pins, busv1.PinnedSpec{Kind: cov.Kind, Name: cov.Name, SpecHash: hash})
+	}
+	return pins, missing, nil
 }
 
 // denyTicket sets status.denial to r.

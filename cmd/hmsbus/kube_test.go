@@ -19,6 +19,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
+	"github.com/hms-platform/bus-operator/internal/governance"
 	"github.com/hms-platform/bus-operator/internal/testenv"
 	"github.com/hms-platform/bus-operator/pkg/bus"
 )
@@ -126,6 +127,10 @@ func TestApprove(t *testing.T) {
 	tk := getTicket(t, key)
 	if len(tk.Status.Approvals) != 1 || tk.Status.Approvals[0].Reviewer != "bob" || tk.Status.Approvals[0].Comment != "looks right" {
 		t.Fatalf("approvals = %+v", tk.Status.Approvals)
+	}
+
+	if !strings.Contains(msg, "not pinned, since they do not exist yet") || !strings.Contains(msg, "Topic fee-updated") {
+		t.Errorf("the message must say which covered objects could not be pinned: %q", msg)
 	}
 
 	msg, err = approveTicket(ctx, as(t, "bob"), key, review("bob", "again"))
@@ -366,5 +371,38 @@ func TestSubscriptionCredentials(t *testing.T) {
 	got, err = subscriptionCredentials(ctx, env.Client, ns, sub.Name)
 	if err != nil || got.Password != "rotated" {
 		t.Fatalf("status.secretName: password %q, %v", got.Password, err)
+	}
+}
+
+func TestApprovePinsTheSpecsItApproves(t *testing.T) {
+	ns := env.NamespaceT(t, "pin")
+	ctx := kubeCtx(t)
+	tp := &busv1.Topic{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fee-updated"},
+		Spec:       busv1.TopicSpec{TopicName: "FeeUpdated", Partitions: 3, ChangeTicket: "chg-1"},
+	}
+	if err := as(t, "alice").Create(ctx, tp); err != nil {
+		t.Fatal(err)
+	}
+	key := fileTicket(t, ns, "chg-1", "alice")
+	msg, err := approveTicket(ctx, as(t, "bob"), key, review("bob", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg, "pinned the spec of 1 object(s)") || strings.Contains(msg, "not pinned") {
+		t.Errorf("message = %q", msg)
+	}
+	// The pin is the hash the operator computes from the stored spec
+	// (defaults included).
+	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(tp), tp); err != nil {
+		t.Fatal(err)
+	}
+	want, err := governance.SpecHash(tp.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pins := getTicket(t, key).Status.Approvals[0].Pinned
+	if len(pins) != 1 || pins[0].Kind != busv1.KindTopic || pins[0].Name != "fee-updated" || pins[0].SpecHash != want {
+		t.Fatalf("pins = %+v, want %s", pins, want)
 	}
 }

@@ -5,6 +5,9 @@
 package governance
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,6 +22,11 @@ type Policy struct {
 	MinApprovals int32
 	// MaxWindow caps a ticket's change window, counted from its creation.
 	MaxWindow time.Duration
+	// RequirePinned counts only approvals that pin the object's spec
+	// (Review.Pinned), so every approved change is exactly what a reviewer
+	// saw. Without it an unpinned approval approves any spec of the object
+	// for the ticket's window.
+	RequirePinned bool
 }
 
 // DefaultPolicy is used when the operator is given no flags.
@@ -96,6 +104,21 @@ type Subject struct {
 	// TicketRef is the object's spec.changeTicket: a name, or
 	// namespace/name (which must be the object's own namespace).
 	TicketRef string
+	// SpecHash is SpecHash of the object's current spec, checked against
+	// pinned approvals.
+	SpecHash string
+}
+
+// SpecHash identifies a spec: "sha256:" and the hex SHA-256 of its JSON.
+// encoding/json writes struct fields in declaration order and map keys
+// sorted, so equal specs hash equal.
+func SpecHash(spec any) (string, error) {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return "", fmt.Errorf("hashing spec: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 // Decision answers "may this object's current spec be applied?".
@@ -143,6 +166,16 @@ func Evaluate(ticket *busv1.ChangeTicket, s Subject, p Policy, namespaceMin int3
 	case busv1.TicketPending:
 		return deny(busv1.ReasonAwaitingApproval, fmt.Sprintf("ChangeTicket %s (%s) awaits approval: %s", ticket.Name, ticket.Spec.Reference, a.Message))
 	}
+	approvers, changed, unpinned := approvalsFor(ticket, a.ApprovedBy, s, p)
+	if int32(len(approvers)) < a.RequiredApprovals {
+		switch {
+		case changed > 0:
+			return deny(busv1.ReasonSpecChanged, fmt.Sprintf("the spec of %s %s changed after it was approved under ChangeTicket %s (%s); an approval covers the spec the reviewer saw, so file a new ChangeTicket for this change", s.Kind, s.Name, ticket.Name, ticket.Spec.Reference))
+		case unpinned > 0:
+			return deny(busv1.ReasonAwaitingApproval, fmt.Sprintf("ChangeTicket %s (%s) has approvals that do not pin the spec of %s %s, and the operator requires pinned approvals: approve with `hmsbus approve`", ticket.Name, ticket.Spec.Reference, s.Kind, s.Name))
+		}
+		return deny(busv1.ReasonAwaitingApproval, fmt.Sprintf("ChangeTicket %s (%s) awaits approval: %d of %d approvals", ticket.Name, ticket.Spec.Reference, len(approvers), a.RequiredApprovals))
+	}
 	return Decision{
 		Allowed: true,
 		Reason:  busv1.ReasonTicketApproved,
@@ -150,10 +183,33 @@ func Evaluate(ticket *busv1.ChangeTicket, s Subject, p Policy, namespaceMin int3
 		Ticket: &busv1.AppliedTicket{
 			Name:       ticket.Name,
 			Reference:  ticket.Spec.Reference,
-			ApprovedBy: a.ApprovedBy,
+			ApprovedBy: approvers,
 		},
 		ExpiresAt: a.ExpiresAt,
 	}
+}
+
+// approvalsFor returns the approvers whose approval holds for the subject's
+// current spec, and counts the approvals that pinned another spec
+// (changed) or none when pins are required (unpinned).
+func approvalsFor(t *busv1.ChangeTicket, valid []string, s Subject, p Policy) (approvers []string, changed, unpinned int) {
+	for _, r := range t.Status.Approvals {
+		if !slices.Contains(valid, r.Reviewer) || slices.Contains(approvers, r.Reviewer) {
+			continue
+		}
+		i := slices.IndexFunc(r.Pinned, func(ps busv1.PinnedSpec) bool { return ps.Kind == s.Kind && ps.Name == s.Name })
+		switch {
+		case i >= 0 && r.Pinned[i].SpecHash == s.SpecHash:
+			approvers = append(approvers, r.Reviewer)
+		case i >= 0:
+			changed++
+		case p.RequirePinned:
+			unpinned++
+		default:
+			approvers = append(approvers, r.Reviewer)
+		}
+	}
+	return approvers, changed, unpinned
 }
 
 func covers(t *busv1.ChangeTicket, s Subject) bool {

@@ -163,3 +163,64 @@ func TestExpiresAtIgnoresCapWithoutCreationTime(t *testing.T) {
 		t.Fatalf("got %s, want notAfter", got)
 	}
 }
+
+func pinnedApproval(user string, pins ...busv1.PinnedSpec) ticketOpt {
+	return func(t *busv1.ChangeTicket) {
+		t.Status.Approvals = append(t.Status.Approvals, busv1.Review{Reviewer: user, Time: metav1.NewTime(created.Add(time.Minute)), Pinned: pins})
+	}
+}
+
+func pin(kind busv1.CoveredKind, name, hash string) busv1.PinnedSpec {
+	return busv1.PinnedSpec{Kind: kind, Name: name, SpecHash: hash}
+}
+
+func TestEvaluatePinnedApprovals(t *testing.T) {
+	const seen, edited = "sha256:aaaa", "sha256:bbbb"
+	subject := func(hash string) Subject {
+		s := topicSubject(busv1.OperationApply)
+		s.SpecHash = hash
+		return s
+	}
+	tests := []struct {
+		name    string
+		ticket  *busv1.ChangeTicket
+		subject Subject
+		policy  Policy
+		allowed bool
+		reason  string
+		msg     string
+	}{
+		{name: "pinned spec unchanged", ticket: ticket(pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(seen), allowed: true, reason: busv1.ReasonTicketApproved},
+		{name: "spec edited after a pinned approval", ticket: ticket(pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(edited), reason: busv1.ReasonSpecChanged, msg: "file a new ChangeTicket"},
+		{name: "pin of another object leaves this one unpinned", ticket: ticket(pinnedApproval("rita", pin(busv1.KindSubscription, "fee-updated", seen))), subject: subject(edited), allowed: true, reason: busv1.ReasonTicketApproved},
+		{name: "unpinned approval under the strict policy", ticket: ticket(approvedBy("rita")), subject: subject(seen), policy: Policy{RequirePinned: true}, reason: busv1.ReasonAwaitingApproval, msg: "requires pinned approvals"},
+		{name: "pinned approval under the strict policy", ticket: ticket(pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(seen), policy: Policy{RequirePinned: true}, allowed: true, reason: busv1.ReasonTicketApproved},
+		{name: "one of two approvals saw another spec", ticket: ticket(required(2), pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen)), pinnedApproval("raj", pin(busv1.KindTopic, "fee-updated", edited))), subject: subject(edited), reason: busv1.ReasonSpecChanged},
+		{name: "two approvals of the same spec", ticket: ticket(required(2), pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen)), pinnedApproval("raj", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(seen), allowed: true, reason: busv1.ReasonTicketApproved},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Evaluate(tc.ticket, tc.subject, tc.policy, 0, now)
+			if d.Allowed != tc.allowed || d.Reason != tc.reason || !strings.Contains(d.Message, tc.msg) {
+				t.Fatalf("got allowed=%v %s: %s; want allowed=%v %s containing %q", d.Allowed, d.Reason, d.Message, tc.allowed, tc.reason, tc.msg)
+			}
+		})
+	}
+}
+
+func TestSpecHashIsStableAndSensitive(t *testing.T) {
+	a := busv1.TopicSpec{Partitions: 3, Config: map[string]busv1.ConfigValue{"retention.ms": "1", "cleanup.policy": "delete"}, ChangeTicket: "chg"}
+	b := busv1.TopicSpec{Partitions: 3, Config: map[string]busv1.ConfigValue{"cleanup.policy": "delete", "retention.ms": "1"}, ChangeTicket: "chg"}
+	ha, err := SpecHash(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := SpecHash(b)
+	if ha != hb || !strings.HasPrefix(ha, "sha256:") || len(ha) != len("sha256:")+64 {
+		t.Fatalf("equal specs hash %s and %s", ha, hb)
+	}
+	b.Partitions = 4
+	if hc, _ := SpecHash(b); hc == ha {
+		t.Fatal("a changed spec kept its hash")
+	}
+}
