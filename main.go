@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/hms-platform/bus-operator/internal/governance"
+	"github.com/hms-platform/bus-operator/internal/kafka"
 	"github.com/hms-platform/bus-operator/internal/operator"
 )
 
@@ -133,17 +133,16 @@ func (f flags) operatorConfig(ctx context.Context) (operator.Config, error) {
 		cfg.Kafka.Username, cfg.Kafka.Password = user, pass
 	}
 	if f.tlsEnabled || f.tlsCAFile != "" {
-		tc := &tls.Config{MinVersion: tls.VersionTLS12}
+		tc := &tls.Config{MinVersion: tls.VersionTLS12} // system roots
 		if f.tlsCAFile != "" {
 			pem, err := os.ReadFile(f.tlsCAFile)
 			if err != nil {
 				return cfg, fmt.Errorf("reading --kafka-tls-ca-file: %w", err)
 			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return cfg, fmt.Errorf("--kafka-tls-ca-file %s holds no PEM certificate", f.tlsCAFile)
+			if tc, err = kafka.TLSConfigFromPEM(pem); err != nil {
+				return cfg, fmt.Errorf("--kafka-tls-ca-file %s: %w", f.tlsCAFile, err)
 			}
-			tc.RootCAs = pool
+			// Issued credentials carry the CA, so clients trust the brokers too.
 			cfg.ClientCA = pem
 		}
 		cfg.Kafka.TLS = tc

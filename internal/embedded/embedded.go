@@ -6,6 +6,7 @@ package embedded
 
 import (
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -33,6 +34,8 @@ type Options struct {
 	// DataDir, if set, persists topics, records, users and ACLs there and
 	// reloads them on the next start.
 	DataDir string
+	// TLS, if set, makes every listener speak TLS (see SelfSignedTLS).
+	TLS *tls.Config
 	// Logger receives the broker's own log lines (nil discards them).
 	Logger kfake.Logger
 	// LogLevel of those lines.
@@ -77,6 +80,9 @@ func Start(o Options) (*Broker, error) {
 			return nil, fmt.Errorf("creating broker data dir %s: %w", o.DataDir, err)
 		}
 		opts = append(opts, kfake.DataDir(o.DataDir))
+	}
+	if o.TLS != nil {
+		opts = append(opts, kfake.TLS(o.TLS))
 	}
 	if o.Logger != nil {
 		opts = append(opts, kfake.WithLogger(levelLogger{o.Logger, o.LogLevel}))

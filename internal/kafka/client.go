@@ -222,9 +222,18 @@ func TLSConfigFromCAFile(path string) (*tls.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading CA file %s: %w", path, err)
 	}
+	cfg, err := TLSConfigFromPEM(pem)
+	if err != nil {
+		return nil, fmt.Errorf("CA file %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// TLSConfigFromPEM returns a TLS config that trusts the PEM CA bundle.
+func TLSConfigFromPEM(pem []byte) (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("CA file %s holds no PEM certificate", path)
+		return nil, errors.New("holds no PEM certificate")
 	}
 	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }

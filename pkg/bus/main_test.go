@@ -171,6 +171,11 @@ func createACLs(ctx context.Context, grants []aclGrant) error {
 }
 
 func createTopic(ctx context.Context, partitions int32, names ...string) error {
+	return createTopicWith(ctx, admin, partitions, names...)
+}
+
+// createTopicWith creates topics through the given admin client.
+func createTopicWith(ctx context.Context, admin *kgo.Client, partitions int32, names ...string) error {
 	req := kmsg.NewPtrCreateTopicsRequest()
 	for _, n := range names {
 		t := kmsg.NewCreateTopicsRequestTopic()
