@@ -66,3 +66,18 @@ func SelfSignedTLS() (server *tls.Config, caPEM []byte, err error) {
 	}
 	return server, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
 }
+
+// StartWithTLS starts a broker that serves TLS with a fresh private CA and
+// returns the CA's PEM for clients to trust.
+func StartWithTLS(o Options) (*Broker, []byte, error) {
+	server, caPEM, err := SelfSignedTLS()
+	if err != nil {
+		return nil, nil, err
+	}
+	o.TLS = server
+	b, err := Start(o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, caPEM, nil
+}

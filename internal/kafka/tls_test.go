@@ -13,11 +13,7 @@ import (
 // TestTLSWithPrivateCA runs the adapter against a broker that speaks only
 // TLS, with a certificate from a private CA, as a production cluster does.
 func TestTLSWithPrivateCA(t *testing.T) {
-	serverTLS, caPEM, err := embedded.SelfSignedTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := embedded.Start(embedded.Options{Brokers: 1, TLS: serverTLS})
+	b, caPEM, err := embedded.StartWithTLS(embedded.Options{Brokers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

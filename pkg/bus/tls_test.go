@@ -12,11 +12,7 @@ import (
 // TestCredentialsWithCAOverTLS uses credentials as the operator issues them
 // for a TLS cluster (security.protocol SASL_SSL and ca.crt in the Secret).
 func TestCredentialsWithCAOverTLS(t *testing.T) {
-	serverTLS, caPEM, err := embedded.SelfSignedTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := embedded.Start(embedded.Options{Brokers: 1, TLS: serverTLS})
+	b, caPEM, err := embedded.StartWithTLS(embedded.Options{Brokers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
