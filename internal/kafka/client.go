@@ -150,6 +150,11 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(cfg.RequestTimeout),
 		kgo.ProducerLinger(0),
+		// An append to a missing topic is retried over a few metadata
+		// refreshes before it fails as unknown; with kgo's default 5s
+		// between refreshes that verdict could arrive after the delivery
+		// timeout, so a missing topic looked like an unreachable broker.
+		kgo.MetadataMinAge(250 * time.Millisecond),
 	}
 	if mech != nil {
 		opts = append(opts, kgo.SASL(mech))
