@@ -96,6 +96,7 @@ func (r *Recorder) Record(ctx context.Context, obj client.Object, kind string, r
 		note += fmt.Sprintf(" under %s", rec.Ticket.Reference)
 	}
 	r.Events.Eventf(obj, nil, corev1.EventTypeNormal, rec.Operation, "BrokerChange", "%s", note)
+	brokerChanges.WithLabelValues(kind, rec.Operation, rec.Cause).Inc()
 
 	value, err := json.Marshal(rec)
 	if err != nil {
@@ -112,6 +113,7 @@ func (r *Recorder) Record(ctx context.Context, obj client.Object, kind string, r
 		case <-time.After(time.Duration(attempt+1) * 200 * time.Millisecond):
 		}
 	}
+	auditWriteFailures.Inc()
 	log.FromContext(ctx).Error(err, "appending audit record failed; kept in a Warning event", "operation", rec.Operation, "resource", rec.Resource)
 	r.Events.Eventf(obj, nil, corev1.EventTypeWarning, "AuditWriteFailed", "BrokerChange", "audit topic %s unavailable; record: %s", r.Topic, string(value))
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -65,11 +66,15 @@ func topicObj() *busv1.Topic {
 func TestRecordWritesEventAndJSON(t *testing.T) {
 	admin, ev := &fakeAdmin{}, &fakeEvents{}
 	r := &Recorder{Admin: admin, Topic: DefaultTopic, Events: ev}
+	created := testutil.ToFloat64(brokerChanges.WithLabelValues("Topic", OpCreateTopic, CauseApproved))
 	ticket := &busv1.AppliedTicket{Name: "chg-1042", Reference: "CHG-1042", ApprovedBy: []string{"rita"}}
 	r.Record(context.Background(), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated", Cause: CauseApproved, Ticket: ticket, After: map[string]int{"partitions": 3}})
 
 	if len(ev.events) != 1 || ev.events[0].reason != OpCreateTopic || !strings.Contains(ev.events[0].note, "under CHG-1042") {
 		t.Fatalf("events %+v", ev.events)
+	}
+	if got := testutil.ToFloat64(brokerChanges.WithLabelValues("Topic", OpCreateTopic, CauseApproved)); got != created+1 {
+		t.Fatalf("hmsbus_broker_changes_total went from %v to %v, want +1", created, got)
 	}
 	if len(admin.appended) != 1 || admin.keys[0] != "Topic/fees/fee-updated" {
 		t.Fatalf("appended %d records with keys %v", len(admin.appended), admin.keys)
@@ -91,9 +96,13 @@ func TestRecordRetriesThenKeepsRecordInWarningEvent(t *testing.T) {
 		t.Fatalf("two failures then success must append once, got %d", len(admin.appended))
 	}
 
+	failed := testutil.ToFloat64(auditWriteFailures)
 	admin, ev = &fakeAdmin{failures: 10}, &fakeEvents{}
 	r = &Recorder{Admin: admin, Topic: DefaultTopic, Events: ev}
 	r.Record(context.Background(), topicObj(), "Topic", Record{Operation: OpDeleteTopic, Resource: "FeeUpdated", Cause: CauseDeletion})
+	if got := testutil.ToFloat64(auditWriteFailures); got != failed+1 {
+		t.Fatalf("hmsbus_audit_write_failures_total went from %v to %v, want +1", failed, got)
+	}
 	if len(ev.events) != 2 || ev.events[1].reason != "AuditWriteFailed" || !strings.Contains(ev.events[1].note, `"operation":"DeleteTopic"`) {
 		t.Fatalf("a lost audit record must be kept in a Warning event, got %+v", ev.events)
 	}
