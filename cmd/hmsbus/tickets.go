@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
+	"github.com/hms-platform/bus-operator/internal/governance"
 )
 
 type listFlags struct {
@@ -123,6 +124,7 @@ func renderTickets(w io.Writer, v *ticketView, now time.Time, showNS bool) error
 	} else {
 		ticketTable(&b, v.tickets, now, showNS)
 		pendingChanges(&b, v, now)
+		editedSinceApproval(&b, v, now)
 	}
 	_, err := w.Write(b.Bytes())
 	return err
@@ -159,6 +161,57 @@ func pendingChanges(b *bytes.Buffer, v *ticketView, now time.Time) {
 			b.WriteString("  " + line + "\n")
 		}
 	}
+}
+
+// editedSinceApproval lists, for approved tickets, covered objects whose
+// spec no longer matches what a reviewer pinned: they wait for a new
+// ticket (reason SpecChangedSinceApproval), and the requester should know.
+func editedSinceApproval(b *bytes.Buffer, v *ticketView, now time.Time) {
+	for i := range v.tickets {
+		t := &v.tickets[i]
+		if ticketState(t, now) != busv1.TicketApproved {
+			continue
+		}
+		var edited []string
+		for _, c := range t.Spec.Covers {
+			key := client.ObjectKey{Namespace: t.Namespace, Name: c.Name}
+			var spec any
+			switch {
+			case c.Kind == busv1.KindTopic && v.topics[key] != nil:
+				spec = v.topics[key].Spec
+			case c.Kind == busv1.KindSubscription && v.subs[key] != nil:
+				spec = v.subs[key].Spec
+			default:
+				continue
+			}
+			hash, err := governance.SpecHash(spec)
+			if err != nil {
+				continue
+			}
+			if pinnedElsewhere(t, c, hash) {
+				edited = append(edited, fmt.Sprintf("%s %s", c.Kind, c.Name))
+			}
+		}
+		if len(edited) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "\n%s/%s (%s) is approved, but these were edited after a reviewer pinned their spec; they wait for a new ticket:\n", t.Namespace, t.Name, t.Spec.Reference)
+		for _, e := range edited {
+			b.WriteString("  " + e + "\n")
+		}
+	}
+}
+
+// pinnedElsewhere reports whether an approval pinned another spec of c.
+func pinnedElsewhere(t *busv1.ChangeTicket, c busv1.CoveredObject, hash string) bool {
+	for _, a := range t.Status.Approvals {
+		for _, p := range a.Pinned {
+			if p.Kind == c.Kind && p.Name == c.Name && p.SpecHash != hash {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ticketState is the operator's verdict; before the operator has looked,

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
+	"github.com/hms-platform/bus-operator/internal/governance"
 )
 
 var now = time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -247,5 +248,43 @@ func TestReviewable(t *testing.T) {
 	})
 	if err := reviewable(&capped, now); err == nil || !strings.Contains(err.Error(), "window closed") {
 		t.Errorf("expired ticket: %v", err)
+	}
+}
+
+func TestRenderTicketsShowsEditsAfterPinnedApproval(t *testing.T) {
+	approved := busv1.TopicSpec{TopicName: "FeeUpdated", Partitions: 3, ChangeTicket: "chg-9"}
+	pinnedHash, err := governance.SpecHash(approved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	view := func(current busv1.TopicSpec) *ticketView {
+		return &ticketView{
+			tickets: []busv1.ChangeTicket{ticket("fees", "chg-9", "CHG-9", func(t *busv1.ChangeTicket) {
+				t.Spec.Covers = []busv1.CoveredObject{{Kind: busv1.KindTopic, Name: "fee-updated"}}
+				t.Status = busv1.ChangeTicketStatus{State: busv1.TicketApproved, ObservedGeneration: 1, ValidApprovals: 1, RequiredApprovals: 1,
+					Approvals: []busv1.Review{{Reviewer: "bob", Pinned: []busv1.PinnedSpec{{Kind: busv1.KindTopic, Name: "fee-updated", SpecHash: pinnedHash}}}}}
+			})},
+			topics: map[client.ObjectKey]*busv1.Topic{
+				{Namespace: "fees", Name: "fee-updated"}: topic("fees", "fee-updated", current, busv1.TopicStatus{}),
+			},
+			subs: map[client.ObjectKey]*busv1.Subscription{},
+		}
+	}
+	var out bytes.Buffer
+	if err := renderTickets(&out, view(approved), now, false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "edited after") {
+		t.Fatalf("an unchanged spec is reported as edited:\n%s", out.String())
+	}
+	edited := approved
+	edited.Partitions = 12
+	out.Reset()
+	if err := renderTickets(&out, view(edited), now, false); err != nil {
+		t.Fatal(err)
+	}
+	want := "fees/chg-9 (CHG-9) is approved, but these were edited after a reviewer pinned their spec; they wait for a new ticket:\n  Topic fee-updated\n"
+	if !strings.Contains(out.String(), want) {
+		t.Fatalf("got:\n%s\nwant it to contain:\n%s", out.String(), want)
 	}
 }
