@@ -34,10 +34,11 @@ test: controlplane build ## Run every test tier: unit, integration (real apiserv
 ##@ Development
 
 .PHONY: build
-build: ## Build the operator (bin/manager) and the CLI (bin/hmsbus, bin/kubectl-bus).
+build: ## Build the operator (bin/manager), the CLI (bin/hmsbus, bin/kubectl-bus) and the embedded dev broker (bin/hmsbus-broker).
 	go build -o $(BIN)/manager .
 	go build -o $(BIN)/hmsbus ./cmd/hmsbus
 	ln -sf hmsbus $(BIN)/kubectl-bus
+	go build -o $(BIN)/hmsbus-broker ./hack/broker
 
 .PHONY: controlplane
 controlplane: ## Build kube-apiserver and etcd from Go modules into bin/ (first time about 8 minutes).

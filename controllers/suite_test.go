@@ -21,12 +21,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
-	"github.com/hms-platform/bus-operator/internal/embedded"
+	"github.com/hms-platform/bus-operator/test/harness/embedded"
 	"github.com/hms-platform/bus-operator/internal/governance"
 	"github.com/hms-platform/bus-operator/internal/kafka"
-	"github.com/hms-platform/bus-operator/internal/localstack"
+	"github.com/hms-platform/bus-operator/test/harness/localstack"
 	"github.com/hms-platform/bus-operator/internal/operator"
-	"github.com/hms-platform/bus-operator/internal/testenv"
+	"github.com/hms-platform/bus-operator/test/harness/testenv"
 )
 
 // The suite runs the real manager against the real API server (envtest with

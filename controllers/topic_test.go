@@ -18,7 +18,7 @@ import (
 	"github.com/hms-platform/bus-operator/internal/audit"
 	"github.com/hms-platform/bus-operator/internal/governance"
 	"github.com/hms-platform/bus-operator/internal/kafka"
-	"github.com/hms-platform/bus-operator/internal/testenv"
+	"github.com/hms-platform/bus-operator/test/harness/testenv"
 )
 
 func newTopic(ns, name, brokerName, ticket string, partitions int32, cfg map[string]busv1.ConfigValue) *busv1.Topic {

@@ -161,17 +161,6 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-func TestParseLogLevel(t *testing.T) {
-	for _, s := range []string{"none", "error", "warn", "info", "DEBUG"} {
-		if _, err := parseLogLevel(s); err != nil {
-			t.Errorf("%s: %v", s, err)
-		}
-	}
-	if _, err := parseLogLevel("loud"); err == nil {
-		t.Error("loud: no error")
-	}
-}
-
 func TestRenderStatus(t *testing.T) {
 	ready := func(status metav1.ConditionStatus, reason, msg string) []metav1.Condition {
 		return []metav1.Condition{{Type: busv1.ConditionReady, Status: status, Reason: reason, Message: msg}}

@@ -20,7 +20,7 @@ import (
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
 	"github.com/hms-platform/bus-operator/internal/governance"
-	"github.com/hms-platform/bus-operator/internal/testenv"
+	"github.com/hms-platform/bus-operator/test/harness/testenv"
 	"github.com/hms-platform/bus-operator/pkg/bus"
 )
 

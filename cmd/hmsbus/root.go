@@ -55,7 +55,6 @@ As a kubectl plugin: put a copy of (or a symlink to) this binary named
 	root.SetErr(errOut)
 	a.kube.addFlags(root.PersistentFlags())
 	root.AddCommand(
-		a.brokerCmd(),
 		a.pubCmd(),
 		a.subCmd(),
 		a.streamCmd(),

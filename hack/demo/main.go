@@ -23,7 +23,7 @@ import (
 	"github.com/go-logr/logr"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/hms-platform/bus-operator/internal/localstack"
+	"github.com/hms-platform/bus-operator/test/harness/localstack"
 )
 
 func main() {

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hms-platform/bus-operator/internal/localstack"
+	"github.com/hms-platform/bus-operator/test/harness/localstack"
 )
 
 // commandTimeout bounds one foreground command: every command of the story

@@ -17,8 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
-	"github.com/hms-platform/bus-operator/internal/localstack"
-	"github.com/hms-platform/bus-operator/internal/testenv"
+	"github.com/hms-platform/bus-operator/test/harness/localstack"
+	"github.com/hms-platform/bus-operator/test/harness/testenv"
 )
 
 // The cast and the objects of config/samples.

@@ -21,7 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/hms-platform/bus-operator/internal/embedded"
+	"github.com/hms-platform/bus-operator/test/harness/embedded"
 )
 
 func TestAppendThenReadBack(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hms-platform/bus-operator/internal/embedded"
+	"github.com/hms-platform/bus-operator/test/harness/embedded"
 )
 
 // The tests share one embedded broker (3 nodes, SASL/SCRAM and ACLs on) and

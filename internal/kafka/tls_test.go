@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hms-platform/bus-operator/internal/embedded"
+	"github.com/hms-platform/bus-operator/test/harness/embedded"
 )
 
 // TestTLSWithPrivateCA runs the adapter against a broker that speaks only

@@ -18,7 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/hms-platform/bus-operator/internal/embedded"
+	"github.com/hms-platform/bus-operator/test/harness/embedded"
 )
 
 // One embedded broker (real Kafka protocol, SASL/SCRAM and ACLs enforced)

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hms-platform/bus-operator/internal/embedded"
+	"github.com/hms-platform/bus-operator/test/harness/embedded"
 )
 
 // TestCredentialsWithCAOverTLS uses credentials as the operator issues them

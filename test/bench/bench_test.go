@@ -12,7 +12,7 @@ import (
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
 
-	"github.com/hms-platform/bus-operator/internal/embedded"
+	"github.com/hms-platform/bus-operator/test/harness/embedded"
 )
 
 const (

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hms-platform/bus-operator/internal/localstack"
+	"github.com/hms-platform/bus-operator/test/harness/localstack"
 )
 
 // TestDemoCompletes runs `make demo`'s program non-interactively on a fresh

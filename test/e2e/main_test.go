@@ -17,7 +17,7 @@ import (
 	"github.com/go-logr/logr"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/hms-platform/bus-operator/internal/localstack"
+	"github.com/hms-platform/bus-operator/test/harness/localstack"
 )
 
 // repoRoot is the repository root, two levels above this package.

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hms-platform/bus-operator/internal/localstack"
+	"github.com/hms-platform/bus-operator/test/harness/localstack"
 )
 
 // The shared stack's namespace and declarations: one producer on two

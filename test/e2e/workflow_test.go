@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hms-platform/bus-operator/internal/localstack"
+	"github.com/hms-platform/bus-operator/test/harness/localstack"
 )
 
 // columns splits a kubectl table line into cells (two or more spaces

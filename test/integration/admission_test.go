@@ -9,7 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
-	"github.com/hms-platform/bus-operator/internal/testenv"
+	"github.com/hms-platform/bus-operator/test/harness/testenv"
 )
 
 func TestTicketRequesterMustBeCreator(t *testing.T) {

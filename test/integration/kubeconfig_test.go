@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hms-platform/bus-operator/internal/testenv"
+	"github.com/hms-platform/bus-operator/test/harness/testenv"
 )
 
 // kubectl runs kubectl against a kubeconfig and returns its trimmed output.

@@ -18,7 +18,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
-	"github.com/hms-platform/bus-operator/internal/testenv"
+	"github.com/hms-platform/bus-operator/test/harness/testenv"
 )
 
 // env is the one control plane shared by every test in the package.

@@ -26,7 +26,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/hms-platform/bus-operator/internal/testenv"
+	"github.com/hms-platform/bus-operator/test/harness/testenv"
 )
 
 const (

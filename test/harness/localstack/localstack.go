@@ -1,7 +1,7 @@
 // Package localstack runs hms-bus on one machine the way a user would: a
-// control plane (etcd and kube-apiserver via internal/testenv, with the CRDs,
+// control plane (etcd and kube-apiserver via test/harness/testenv, with the CRDs,
 // admission policies and persona roles installed), the embedded broker as a
-// `hmsbus broker` process and the operator as a `manager` process, both from
+// `hmsbus-broker` process and the operator as a `manager` process, both from
 // built binaries. The operator authenticates as its own user bound only to
 // the generated ClusterRole config/rbac/role.yaml, so a run also proves that
 // role is enough. `make demo` and the e2e tests use it.
@@ -18,7 +18,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hms-platform/bus-operator/internal/testenv"
+	"github.com/hms-platform/bus-operator/test/harness/testenv"
 )
 
 // Users the stack writes kubeconfigs for, each authenticated by a client
@@ -33,7 +33,7 @@ const (
 	// OperatorRole is the ClusterRole controller-gen writes to
 	// config/rbac/role.yaml.
 	OperatorRole = "hmsbus-operator"
-	// BrokerAdmin is the embedded broker's superuser (`hmsbus broker`'s
+	// BrokerAdmin is the embedded broker's superuser (`hmsbus-broker`'s
 	// default), which the operator administers the broker as.
 	BrokerAdmin = "admin"
 )
@@ -98,7 +98,7 @@ const (
 )
 
 // Binaries the stack needs in BinDir.
-var requiredBinaries = []string{"manager", "hmsbus", "kube-apiserver", "etcd"}
+var requiredBinaries = []string{"manager", "hmsbus", "hmsbus-broker", "kube-apiserver", "etcd"}
 
 // Start wipes the state dir and starts the control plane, the broker and the
 // operator, in that order, waiting until each is ready. On error everything

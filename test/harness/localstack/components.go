@@ -13,11 +13,11 @@ import (
 	"time"
 )
 
-// startBroker runs `hmsbus broker` on three free ports with its data in the
+// startBroker runs `hmsbus-broker` on three free ports with its data in the
 // state dir, and waits until it has announced its bootstrap address and
 // every port accepts connections.
 func (s *Stack) startBroker(ctx context.Context, timeout time.Duration) error {
-	begin := s.begin("starting embedded broker (hmsbus broker, 3 brokers, SASL/SCRAM and ACLs on)")
+	begin := s.begin("starting embedded broker (hmsbus-broker, 3 brokers, SASL/SCRAM and ACLs on)")
 	ports, err := FreePorts(3)
 	if err != nil {
 		return err
@@ -27,8 +27,8 @@ func (s *Stack) startBroker(ctx context.Context, timeout time.Duration) error {
 		list[i] = strconv.Itoa(p)
 	}
 	s.AdminPasswordFile = s.Path(adminPasswordFile)
-	s.broker, err = startProcess("broker", s.Path(BrokerLog), Environ(), filepath.Join(s.BinDir, "hmsbus"),
-		"broker", "--ports", strings.Join(list, ","), "--data-dir", s.Path(brokerDataDir),
+	s.broker, err = startProcess("broker", s.Path(BrokerLog), Environ(), filepath.Join(s.BinDir, "hmsbus-broker"),
+		"--ports", strings.Join(list, ","), "--data-dir", s.Path(brokerDataDir),
 		"--admin-password-file", s.AdminPasswordFile)
 	if err != nil {
 		return err
@@ -51,7 +51,7 @@ func (s *Stack) startBroker(ctx context.Context, timeout time.Duration) error {
 	return nil
 }
 
-// announcedBootstrap reads the "bootstrap:" line `hmsbus broker` prints
+// announcedBootstrap reads the "bootstrap:" line `hmsbus-broker` prints
 // once it listens ("" until then).
 func announcedBootstrap(logPath string) string {
 	f, err := os.Open(logPath)

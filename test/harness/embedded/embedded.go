@@ -1,6 +1,6 @@
 // Package embedded runs the embedded event-bus broker: franz-go's kfake
 // cluster, which speaks the real Kafka wire protocol, with SASL/SCRAM and ACL
-// enforcement switched on. It backs `hmsbus broker`, `make demo` and the
+// enforcement switched on. It backs `hmsbus-broker`, `make demo` and the
 // integration tests; production points the operator at a real cluster.
 package embedded
 
