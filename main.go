@@ -34,7 +34,7 @@ type flags struct {
 	tlsCAFile                       string
 	scramIterations                 int
 	minApprovals                    int
-	requirePinned                   bool
+	approvalMode                    string
 	maxTicketWindow, resync         time.Duration
 	auditTopic                      string
 	concurrency                     int
@@ -56,7 +56,7 @@ func main() {
 	fs.StringVar(&f.tlsCAFile, "kafka-tls-ca-file", "", "PEM CA bundle to trust for the brokers (implies --kafka-tls)")
 	fs.IntVar(&f.scramIterations, "scram-iterations", 4096, "PBKDF2 iterations of issued SCRAM credentials (Kafka's default 4096; 4096-16384)")
 	fs.IntVar(&f.minApprovals, "min-approvals", 1, "minimum approvals every ChangeTicket needs")
-	fs.BoolVar(&f.requirePinned, "require-pinned-approvals", false, "count only approvals that pin the approved spec (hmsbus approve pins; a later edit then needs a new ticket)")
+	fs.StringVar(&f.approvalMode, "approval-mode", string(governance.ApprovalPinned), "what an approval approves: pinned (the covered specs as they were when it was recorded; later edits and objects created later need a new ticket) or window (an approval without pins approves any spec of the covered objects until the ticket expires: weaker, see README)")
 	fs.DurationVar(&f.maxTicketWindow, "max-ticket-window", 30*24*time.Hour, "longest change window a ChangeTicket may have, from its creation")
 	fs.DurationVar(&f.resync, "resync-period", 5*time.Minute, "how often broker state is re-read to repair drift (jittered)")
 	fs.StringVar(&f.auditTopic, "audit-topic", "hms.audit", "broker topic that receives one JSON audit record per broker change")
@@ -108,8 +108,12 @@ func envDefaults(fs *flag.FlagSet) error {
 }
 
 func (f flags) operatorConfig(ctx context.Context) (operator.Config, error) {
+	mode, err := governance.ParseApprovalMode(f.approvalMode)
+	if err != nil {
+		return operator.Config{}, fmt.Errorf("--approval-mode: %w", err)
+	}
 	cfg := operator.Config{
-		Policy:                  governance.Policy{MinApprovals: int32(f.minApprovals), MaxWindow: f.maxTicketWindow, RequirePinned: f.requirePinned},
+		Policy:                  governance.Policy{MinApprovals: int32(f.minApprovals), MaxWindow: f.maxTicketWindow, Mode: mode},
 		ResyncPeriod:            f.resync,
 		AuditTopic:              f.auditTopic,
 		MaxConcurrentReconciles: f.concurrency,

@@ -9,10 +9,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
 	"github.com/hms-platform/bus-operator/internal/governance"
+	"github.com/hms-platform/bus-operator/internal/review"
 )
 
 // ChangeTicketReconciler records what a ticket amounts to: its state, the
@@ -40,6 +42,9 @@ func (r *ChangeTicketReconciler) evaluate(ctx context.Context, t *busv1.ChangeTi
 	}
 	now := r.now()
 	a := governance.Assess(t, r.Policy, nsMin, now)
+	if err := r.pinUnpinnedApprovals(ctx, t, a, now); err != nil {
+		return reconcile.Result{}, err
+	}
 	r.record(t, a)
 
 	// The window closes by the clock, not by an event: wake up then, so
@@ -48,6 +53,29 @@ func (r *ChangeTicketReconciler) evaluate(ctx context.Context, t *busv1.ChangeTi
 		return reconcile.Result{RequeueAfter: until + time.Second}, nil
 	}
 	return reconcile.Result{}, nil
+}
+
+// pinUnpinnedApprovals records, for each approval that pinned nothing (one
+// written with plain kubectl), the specs of the covered objects as they are
+// now: the approval approves those and nothing created or edited later. The
+// reviewer's own pins, when given, are what counts instead.
+func (r *ChangeTicketReconciler) pinUnpinnedApprovals(ctx context.Context, t *busv1.ChangeTicket, a governance.Assessment, now time.Time) error {
+	if !r.Policy.Pinned() || a.State == busv1.TicketDenied || a.State == busv1.TicketExpired {
+		return nil
+	}
+	reviewers := governance.NeedsOperatorPin(t)
+	if len(reviewers) == 0 {
+		return nil
+	}
+	pins, _, err := review.Pins(ctx, r.Client, t)
+	if err != nil {
+		return err
+	}
+	for _, reviewer := range reviewers {
+		t.Status.OperatorPins = append(t.Status.OperatorPins, busv1.OperatorPin{Reviewer: reviewer, Time: metav1.NewTime(now.UTC().Truncate(time.Second)), Pinned: pins})
+	}
+	log.FromContext(ctx).Info("pinned the specs approved without pins", "reviewers", reviewers, "objects", len(pins))
+	return nil
 }
 
 func (r *ChangeTicketReconciler) record(t *busv1.ChangeTicket, a governance.Assessment) {

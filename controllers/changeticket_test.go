@@ -33,6 +33,7 @@ func waitState(t *testing.T, tk *busv1.ChangeTicket, want busv1.TicketState) {
 func TestTicketApprovedNeverFlipsBack(t *testing.T) {
 	ns := env.NamespaceT(t, "tickets")
 	tk := fileTicket(t, ns, "chg-7", covers(busv1.KindTopic, "x"))
+	create(t, newTopic(ns, "x", uniqueName(ns, "X"), "chg-7", 1, nil))
 	waitState(t, tk, busv1.TicketPending)
 	if meta.FindStatusCondition(tk.Status.Conditions, busv1.ConditionApproved) != nil {
 		t.Fatal("a pending ticket must not carry an Approved condition")
@@ -60,7 +61,8 @@ func TestTicketApprovedNeverFlipsBack(t *testing.T) {
 
 func TestTicketExpiresByTheClock(t *testing.T) {
 	ns := env.NamespaceT(t, "expiry")
-	tk := fileTicketSpec(t, ns, "chg-short", ticketSpec{covers: []busv1.CoveredObject{covers(busv1.KindTopic, "short")}, notAfter: 4 * time.Second})
+	tk := fileTicketSpec(t, ns, "chg-short", ticketSpec{covers: []busv1.CoveredObject{covers(busv1.KindTopic, "short"), covers(busv1.KindTopic, "present")}, notAfter: 4 * time.Second})
+	create(t, newTopic(ns, "present", uniqueName(ns, "Present"), "chg-short", 1, nil))
 	approve(t, ns, "chg-short")
 	waitState(t, tk, busv1.TicketApproved)
 	// Nothing touches the ticket again: the controller wakes at the end of
@@ -90,9 +92,9 @@ func TestNamespaceRaisesRequiredApprovals(t *testing.T) {
 		t.Fatal(err)
 	}
 	tk := fileTicket(t, ns, "chg-2eyes", covers(busv1.KindTopic, "strict"))
-	approve(t, ns, "chg-2eyes")
 	tp := newTopic(ns, "strict", uniqueName(ns, "Strict"), "chg-2eyes", 1, nil)
 	create(t, tp)
+	approve(t, ns, "chg-2eyes")
 	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonAwaitingApproval)
 	waitState(t, tk, busv1.TicketPending)
 	if tk.Status.RequiredApprovals != 2 || tk.Status.ValidApprovals != 1 {

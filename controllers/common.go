@@ -34,9 +34,6 @@ const (
 	// indexTicket maps Topics and Subscriptions to "namespace/name" of the
 	// ChangeTicket they reference, so a ticket change wakes exactly them.
 	indexTicket = "spec.changeTicket"
-	// indexBrokerTopic maps Topics to their broker topic name, to find
-	// conflicts and wake the loser when the winner goes away.
-	indexBrokerTopic = "brokerTopicName"
 	// indexTopicRef maps Subscriptions to "namespace/name" of each Topic
 	// they use, so a Topic change wakes its Subscriptions.
 	indexTopicRef = "spec.topics"
@@ -163,6 +160,7 @@ func reconcileShape[T client.Object](ctx context.Context, c client.Client, req r
 	}
 	before := obj.DeepCopyObject().(T)
 	defer func() {
+		markFailure(obj, retErr)
 		if err := patchStatus(ctx, c, before, obj, status(before), status(obj)); err != nil {
 			// The status did not land: retry with back-off rather than
 			// wait for the resync.
@@ -180,6 +178,27 @@ func reconcileShape[T client.Object](ctx context.Context, c client.Client, req r
 		}
 	}
 	return apply(ctx, obj)
+}
+
+// conditioned is an object whose conditions kstatus reads.
+type conditioned interface {
+	GetConditions() *[]metav1.Condition
+}
+
+// markFailure keeps Ready from claiming success while a reconcile fails:
+// an error the steps did not already explain turns Ready False, with
+// Reconciling True, until a reconcile succeeds again. Optimistic-lock
+// conflicts are only a retry, not a failure to report.
+func markFailure(obj client.Object, err error) {
+	c, ok := obj.(conditioned)
+	if err == nil || !ok || apierrors.IsConflict(err) {
+		return
+	}
+	conds := c.GetConditions()
+	if ready := meta.FindStatusCondition(*conds, busv1.ConditionReady); ready != nil && ready.Status == metav1.ConditionFalse {
+		return // the step that failed already said why
+	}
+	applyResult(conds, obj.GetGeneration(), result{reason: busv1.ReasonReconcileError, message: err.Error(), reconciling: true})
 }
 
 // patchStatus writes the status once, and only when it changed: a resync

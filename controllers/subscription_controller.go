@@ -3,6 +3,8 @@ package controllers
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -48,6 +50,9 @@ const (
 	// the Secret, written before the broker, so a reconcile that reads a
 	// status not yet updated cannot rotate a second time.
 	annotationRotation = "bus.hms.io/rotation"
+	// annotationPasswordDigest is the SHA-256 of the Secret's password, as
+	// the operator wrote it: a mismatch means it was edited out of band.
+	annotationPasswordDigest = "bus.hms.io/password-sha256"
 )
 
 // SubscriptionReconciler issues SCRAM credentials and least-privilege ACLs.
@@ -75,33 +80,62 @@ type SubscriptionReconciler struct {
 // +kubebuilder:rbac:groups=bus.hms.io,resources=subscriptions/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=bus.hms.io,resources=subscriptions/finalizers,verbs=update
 // +kubebuilder:rbac:groups=bus.hms.io,resources=topics,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile brings one Subscription's credentials and grants in line.
 func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	return reconcileShape(ctx, r.Client, req, &busv1.Subscription{}, func(s *busv1.Subscription) any { return s.Status }, r.finalize, r.reconcileSubscription)
 }
 
-// grantPlan is what a reconcile decided to grant.
+// grantPlan is what a reconcile decided the broker should hold.
 type grantPlan struct {
+	// approved is true when the plan's state is approved: it is the
+	// current spec with a ticket that allows it now, or exactly the state
+	// approved before (nothing to add, only to restore or revoke).
 	approved bool
+	// record is true when a ticket approved a new state just now: the
+	// status then records it as the approved state.
+	record   bool
+	specHash string
 	decision governance.Decision
-	// role, mechanism, quota, topics and desired are the spec's when it
-	// is approved, otherwise the last approved ones from status: nothing of
-	// an unapproved spec reaches the broker.
+	// role, mechanism, quota, group and topics are the spec's when it is
+	// approved, otherwise the last approved ones from status (narrowed to
+	// grants that still hold): nothing unapproved reaches the broker.
 	role      busv1.Role
 	mechanism string
 	quota     *busv1.QuotaSpec
-	topics    []string
-	desired   []kafka.ACL
+	group     string
+	topics    []busv1.GrantedTopic
 	// problem explains topics withheld (missing, not allowed, not ready).
 	problem *result
+	// waiting explains why the current spec or state is not applied.
+	waiting *result
+}
+
+func (g grantPlan) topicNames() []string {
+	out := make([]string, 0, len(g.topics))
+	for _, t := range g.topics {
+		out = append(out, t.TopicName)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (r *SubscriptionReconciler) desiredACLs(sub *busv1.Subscription, g grantPlan) []kafka.ACL {
+	return plan.DesiredACLs(sub.Principal(), string(g.role), g.topicNames(), g.group)
 }
 
 func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub *busv1.Subscription) (reconcile.Result, error) {
 	gen := sub.Generation
 	conds := &sub.Status.Conditions
 
+	if group := sub.ConsumerGroupName(); roleOf(sub) == busv1.RoleConsume && !strings.HasPrefix(group, sub.Namespace+".") {
+		// The admission policy refuses this too; the operator does not rely
+		// on the policy being installed.
+		applyResult(conds, gen, result{reason: busv1.ReasonNotAllowed, stalled: true,
+			message: fmt.Sprintf("consumer group %s does not belong to namespace %s: a group must start with %q, and no group is granted across namespaces", group, sub.Namespace, sub.Namespace+".")})
+		return reconcile.Result{}, nil
+	}
 	g, err := r.plan(ctx, sub)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -109,12 +143,17 @@ func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub 
 	if g.approved {
 		setCondition(conds, gen, busv1.ConditionApproved, metav1.ConditionTrue, busv1.ReasonTicketApproved, approvalMessage(sub.Status.AppliedTicket, g.decision))
 	} else {
-		setCondition(conds, gen, busv1.ConditionApproved, metav1.ConditionFalse, g.decision.Reason, g.decision.Message)
+		setCondition(conds, gen, busv1.ConditionApproved, metav1.ConditionFalse, g.waiting.reason, g.waiting.message)
 	}
-	applied := sub.Status.Username != ""
-	if !g.approved && !applied {
-		applyResult(conds, gen, result{reason: g.decision.Reason, message: "no credentials or grants are issued until the ticket allows it: " + g.decision.Message})
+	issued := sub.Status.Username != ""
+	if !g.approved && !issued {
+		applyResult(conds, gen, result{reason: g.waiting.reason, message: "no credentials or grants are issued until the ticket allows it: " + g.waiting.message})
 		return reconcile.Result{}, nil
+	}
+	// Claims are taken only for an approved state; an issued Subscription
+	// already holds the claims of its approved state.
+	if res, done, err := r.claimNames(ctx, sub, &g); done || err != nil {
+		return res, err
 	}
 	if isPaused(sub) {
 		applyResult(conds, gen, result{reason: busv1.ReasonPaused, message: fmt.Sprintf("broker writes are paused by the %s annotation", busv1.AnnotationPaused)})
@@ -122,15 +161,16 @@ func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub 
 	}
 
 	cause, ticket := audit.CauseApproved, g.decision.Ticket
-	if !g.approved || sub.Status.ObservedGeneration == gen {
-		// Repairing drift restores grants approved earlier: the record
-		// names the ticket that approved them.
+	if !g.record {
+		// Restoring or narrowing an approved state needs no new ticket:
+		// the record names the ticket that approved it.
 		cause, ticket = audit.CauseDrift, sub.Status.AppliedTicket
 	}
 	if res, err, done := r.syncCredentials(ctx, sub, g, cause, ticket); done {
 		return res, err
 	}
-	unmanaged, err := r.syncACLs(ctx, sub, g.desired, cause, ticket)
+	desired := r.desiredACLs(sub, g)
+	unmanaged, err := r.syncACLs(ctx, sub, desired, cause, ticket)
 	if err != nil {
 		return r.brokerError(sub, err)
 	}
@@ -142,66 +182,163 @@ func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub 
 	sub.Status.Username = sub.Username()
 	sub.Status.SecretName = sub.SecretName()
 	sub.Status.Role, sub.Status.Mechanism, sub.Status.Quota = g.role, busv1.Mechanism(g.mechanism), g.quota
-	sub.Status.ConsumerGroup = ""
-	if g.role == busv1.RoleConsume {
-		sub.Status.ConsumerGroup = sub.ConsumerGroupName()
+	sub.Status.ConsumerGroup = g.group
+	sub.Status.GrantedTopics = g.topics
+	sub.Status.Topics = g.topicNames()
+	sub.Status.TopicsSummary = strings.Join(sub.Status.Topics, ",")
+	sub.Status.GrantedACLs = toEntries(desired)
+	if g.record {
+		sub.Status.ApprovedSpecHash = g.specHash
+		if g.decision.Ticket != nil {
+			sub.Status.AppliedTicket = g.decision.Ticket
+		}
 	}
-	sub.Status.Topics = g.topics
-	sub.Status.TopicsSummary = strings.Join(g.topics, ",")
-	sub.Status.GrantedACLs = toEntries(g.desired)
 	setTransient(conds, gen, busv1.ConditionDrifted, len(unmanaged) > 0, busv1.ReasonUnmanagedACLs, unmanagedMessage(unmanaged))
 
 	switch {
 	case !g.approved:
-		applyResult(conds, gen, result{reason: g.decision.Reason, message: fmt.Sprintf("the broker keeps the last approved grants (generation %d); the current spec waits: %s", sub.Status.ObservedGeneration, g.decision.Message)})
+		applyResult(conds, gen, *g.waiting)
 	case g.problem != nil:
 		applyResult(conds, gen, *g.problem)
 	default:
-		if g.decision.Ticket != nil {
-			sub.Status.AppliedTicket = g.decision.Ticket
-		}
 		sub.Status.ObservedGeneration = gen
 		applyResult(conds, gen, result{ready: true, reason: busv1.ReasonSucceeded, message: fmt.Sprintf("%s may %s %s; credentials in Secret %s", sub.Principal(), strings.ToLower(string(roleOf(sub))), sub.Status.TopicsSummary, sub.SecretName())})
 	}
 	return reconcile.Result{RequeueAfter: r.resync()}, nil
 }
 
-// plan decides the grants: the spec's when approved, otherwise the last
-// approved grants recorded in status.
+// plan decides the grants. The grants are exactly what an approval
+// covered: the state approved before (its spec hash, and its topics by
+// Topic UID and broker name, still valid now) is restored without a ticket;
+// anything else the current state of the spec or of other objects would
+// give (a new spec, a Topic created or recreated later, a namespace newly
+// allowed) needs a ticket that allows it now. Without one, the grants
+// approved before that still hold stay, and the rest waits.
 func (r *SubscriptionReconciler) plan(ctx context.Context, sub *busv1.Subscription) (grantPlan, error) {
-	applied := sub.Status.Username != ""
-	g := grantPlan{approved: applied && sub.Status.ObservedGeneration == sub.Generation}
-	if !g.approved {
-		d, err := decide(ctx, r.Client, r.Options, busv1.KindSubscription, sub, sub.Spec, sub.Spec.ChangeTicket, busv1.OperationApply)
-		if err != nil {
-			return g, err
-		}
-		g.decision, g.approved = d, d.Allowed
+	hash, err := governance.SpecHash(sub.Spec)
+	if err != nil {
+		return grantPlan{}, err
 	}
-	if !g.approved {
-		g.role, g.mechanism, g.quota = sub.Status.Role, string(sub.Status.Mechanism), sub.Status.Quota
-		if g.mechanism == "" {
-			g.mechanism = string(busv1.MechanismSCRAMSHA512)
-		}
-		g.topics = sub.Status.Topics
-		g.desired = fromEntries(sub.Principal(), sub.Status.GrantedACLs)
-		return g, nil
-	}
-	g.role, g.mechanism, g.quota = roleOf(sub), string(sub.MechanismName()), sub.Spec.Quota
-	topics, problem, err := r.resolveTopics(ctx, sub)
+	g := grantPlan{specHash: hash}
+	current, problem, err := r.resolveTopics(ctx, sub, specRefs(sub))
 	if err != nil {
 		return g, err
 	}
-	g.topics, g.problem = topics, problem
-	g.desired = plan.DesiredACLs(sub.Principal(), string(g.role), topics, sub.ConsumerGroupName())
+	kept, lost, err := r.validGrants(ctx, sub, sub.Status.GrantedTopics)
+	if err != nil {
+		return g, err
+	}
+	issued := sub.Status.Username != ""
+	if issued && hash == sub.Status.ApprovedSpecHash && sameGrants(current, kept) {
+		g.approved = true
+		g.role, g.mechanism, g.quota = roleOf(sub), string(sub.MechanismName()), sub.Spec.Quota
+		g.group = consumerGroup(sub)
+		g.topics, g.problem = current, problem
+		return g, nil
+	}
+	d, err := decide(ctx, r.Client, r.Options, busv1.KindSubscription, sub, sub.Spec, sub.Spec.ChangeTicket, busv1.OperationApply)
+	if err != nil {
+		return g, err
+	}
+	g.decision = d
+	if d.Allowed {
+		g.approved, g.record = true, true
+		g.role, g.mechanism, g.quota = roleOf(sub), string(sub.MechanismName()), sub.Spec.Quota
+		g.group = consumerGroup(sub)
+		g.topics, g.problem = current, problem
+		return g, nil
+	}
+	// Keep the last approved state, narrowed to the grants still true.
+	g.role, g.mechanism, g.quota, g.group = sub.Status.Role, string(sub.Status.Mechanism), sub.Status.Quota, sub.Status.ConsumerGroup
+	if g.role == "" {
+		g.role = roleOf(sub)
+	}
+	if g.mechanism == "" {
+		g.mechanism = string(busv1.MechanismSCRAMSHA512)
+	}
+	g.topics = kept
+	switch {
+	case !issued:
+		g.waiting = &result{reason: d.Reason, message: d.Message}
+	case hash == sub.Status.ApprovedSpecHash:
+		// The spec is the approved one; other objects changed what it
+		// would grant.
+		msg := fmt.Sprintf("granting %s needs a currently valid ticket (%s); the broker keeps the grants approved before that still hold", describeGrants(newGrants(current, kept)), d.Message)
+		if len(lost) > 0 {
+			msg = lost + "; " + msg
+		}
+		g.waiting = &result{reason: busv1.ReasonGrantNeedsTicket, message: msg}
+	default:
+		msg := fmt.Sprintf("the broker keeps the last approved grants (generation %d); the current spec waits: %s", sub.Status.ObservedGeneration, d.Message)
+		if len(lost) > 0 {
+			msg = lost + "; " + msg
+		}
+		g.waiting = &result{reason: d.Reason, message: msg}
+	}
 	return g, nil
 }
 
-// resolveTopics returns the broker names of the referenced Topics this
-// Subscription may use. A Topic is usable once it has been applied to the
-// broker and allows this namespace; the others are withheld and explained.
-func (r *SubscriptionReconciler) resolveTopics(ctx context.Context, sub *busv1.Subscription) ([]string, *result, error) {
-	var names []string
+func consumerGroup(sub *busv1.Subscription) string {
+	if roleOf(sub) != busv1.RoleConsume {
+		return ""
+	}
+	return sub.ConsumerGroupName()
+}
+
+func specRefs(sub *busv1.Subscription) []types.NamespacedName {
+	out := make([]types.NamespacedName, 0, len(sub.Spec.Topics))
+	for _, ref := range sub.Spec.Topics {
+		ns := ref.Namespace
+		if ns == "" {
+			ns = sub.Namespace
+		}
+		out = append(out, types.NamespacedName{Namespace: ns, Name: ref.Name})
+	}
+	return out
+}
+
+// grantKey is what identifies a grant: the Topic object and the broker name
+// it carried. A Topic deleted and recreated (new UID) or another broker name
+// is another grant.
+func grantKey(t busv1.GrantedTopic) string { return t.UID + "/" + t.TopicName }
+
+// sameGrants reports whether two grant lists hold the same grants.
+func sameGrants(a, b []busv1.GrantedTopic) bool {
+	return len(newGrants(a, b)) == 0 && len(newGrants(b, a)) == 0
+}
+
+// newGrants returns the grants in a that b does not hold.
+func newGrants(a, b []busv1.GrantedTopic) []busv1.GrantedTopic {
+	have := map[string]bool{}
+	for _, t := range b {
+		have[grantKey(t)] = true
+	}
+	var out []busv1.GrantedTopic
+	for _, t := range a {
+		if !have[grantKey(t)] {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func describeGrants(ts []busv1.GrantedTopic) string {
+	if len(ts) == 0 {
+		return "these grants"
+	}
+	parts := make([]string, 0, len(ts))
+	for _, t := range ts {
+		parts = append(parts, fmt.Sprintf("topic %s (Topic %s/%s)", t.TopicName, t.Namespace, t.Name))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// resolveTopics returns the grants the referenced Topics would give now. A
+// Topic is usable once it owns its broker topic (it records the topic ID),
+// allows this namespace in its approved allowedNamespaces, and is not being
+// deleted; the others are withheld and explained.
+func (r *SubscriptionReconciler) resolveTopics(ctx context.Context, sub *busv1.Subscription, refs []types.NamespacedName) ([]busv1.GrantedTopic, *result, error) {
+	var out []busv1.GrantedTopic
 	var problem *result
 	note := func(reason, msg string) {
 		if problem == nil {
@@ -210,32 +347,67 @@ func (r *SubscriptionReconciler) resolveTopics(ctx context.Context, sub *busv1.S
 			problem.message += "; " + msg
 		}
 	}
-	for _, ref := range sub.Spec.Topics {
-		ns := ref.Namespace
-		if ns == "" {
-			ns = sub.Namespace
-		}
+	for _, ref := range refs {
 		t := &busv1.Topic{}
-		if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: ref.Name}, t); err != nil {
+		if err := r.Get(ctx, ref, t); err != nil {
 			if !apierrors.IsNotFound(err) {
-				return nil, nil, fmt.Errorf("getting Topic %s/%s: %w", ns, ref.Name, err)
+				return nil, nil, fmt.Errorf("getting Topic %s: %w", ref, err)
 			}
-			note(busv1.ReasonTopicNotFound, fmt.Sprintf("Topic %s/%s not found", ns, ref.Name))
+			note(busv1.ReasonTopicNotFound, fmt.Sprintf("Topic %s not found", ref))
 			continue
 		}
 		switch {
 		case !allowsNamespace(t, sub.Namespace):
-			note(busv1.ReasonNotAllowed, fmt.Sprintf("Topic %s/%s does not allow Subscriptions from namespace %s (its approved allowedNamespaces)", ns, ref.Name, sub.Namespace))
+			note(busv1.ReasonNotAllowed, fmt.Sprintf("Topic %s does not allow Subscriptions from namespace %s (its approved allowedNamespaces)", ref, sub.Namespace))
 		case !t.DeletionTimestamp.IsZero():
-			note(busv1.ReasonTopicNotReady, fmt.Sprintf("Topic %s/%s is being deleted", ns, ref.Name))
+			note(busv1.ReasonTopicNotReady, fmt.Sprintf("Topic %s is being deleted", ref))
 		case t.Status.TopicID == "":
-			note(busv1.ReasonTopicNotReady, fmt.Sprintf("Topic %s/%s has not been created on the broker yet", ns, ref.Name))
+			note(busv1.ReasonTopicNotReady, fmt.Sprintf("Topic %s has not been created on the broker yet", ref))
 		default:
-			names = append(names, t.Status.TopicName)
+			out = append(out, busv1.GrantedTopic{Namespace: t.Namespace, Name: t.Name, UID: string(t.UID), TopicName: t.Status.TopicName, TopicID: t.Status.TopicID})
 		}
 	}
-	slices.Sort(names)
-	return slices.Compact(names), problem, nil
+	slices.SortFunc(out, func(a, b busv1.GrantedTopic) int { return strings.Compare(a.TopicName+"/"+a.UID, b.TopicName+"/"+b.UID) })
+	return out, problem, nil
+}
+
+// validGrants returns the recorded grants that still hold: the same Topic
+// object (UID) still names the same broker topic, owns it, still allows
+// this namespace and is not being deleted. lost explains the others, which
+// are revoked: revoking needs no ticket.
+func (r *SubscriptionReconciler) validGrants(ctx context.Context, sub *busv1.Subscription, recorded []busv1.GrantedTopic) (kept []busv1.GrantedTopic, lost string, err error) {
+	var why []string
+	for _, g := range recorded {
+		t := &busv1.Topic{}
+		err := r.Get(ctx, types.NamespacedName{Namespace: g.Namespace, Name: g.Name}, t)
+		switch {
+		case apierrors.IsNotFound(err):
+			why = append(why, fmt.Sprintf("Topic %s/%s was deleted", g.Namespace, g.Name))
+			continue
+		case err != nil:
+			return nil, "", fmt.Errorf("getting Topic %s/%s: %w", g.Namespace, g.Name, err)
+		}
+		switch {
+		case string(t.UID) != g.UID:
+			why = append(why, fmt.Sprintf("Topic %s/%s was deleted and recreated", g.Namespace, g.Name))
+		case t.Status.TopicName != g.TopicName || t.Status.TopicID == "":
+			why = append(why, fmt.Sprintf("Topic %s/%s no longer holds broker topic %s", g.Namespace, g.Name, g.TopicName))
+		case !allowsNamespace(t, sub.Namespace):
+			why = append(why, fmt.Sprintf("Topic %s/%s no longer allows namespace %s", g.Namespace, g.Name, sub.Namespace))
+		case !t.DeletionTimestamp.IsZero():
+			why = append(why, fmt.Sprintf("Topic %s/%s is being deleted", g.Namespace, g.Name))
+		default:
+			// The same Topic object keeps its grant when it recreates its
+			// own broker topic: only the claim's owner can create it.
+			g.TopicID = t.Status.TopicID
+			kept = append(kept, g)
+			continue
+		}
+	}
+	if len(why) > 0 {
+		lost = "grants revoked: " + strings.Join(why, "; ")
+	}
+	return kept, lost, nil
 }
 
 // allowsNamespace judges by the Topic's approved allowedNamespaces (its
@@ -245,6 +417,51 @@ func allowsNamespace(t *busv1.Topic, ns string) bool {
 	return t.Namespace == ns || slices.Contains(allowed, ns) || slices.Contains(allowed, "*")
 }
 
+// claimNames makes sure the Subscription holds the names it writes under:
+// its credentials Secret and, for a consumer, its consumer group. done is
+// true when the reconcile must stop (a name is someone else's).
+func (r *SubscriptionReconciler) claimNames(ctx context.Context, sub *busv1.Subscription, g *grantPlan) (reconcile.Result, bool, error) {
+	k := r.claims()
+	secret, err := k.claim(ctx, busv1.ClaimCredentialsSecret, sub.Namespace+"/"+sub.SecretName(), busv1.KindSubscription, sub)
+	if err != nil {
+		return reconcile.Result{}, true, err
+	}
+	if !secret.owned {
+		applyResult(&sub.Status.Conditions, sub.Generation, result{reason: busv1.ReasonConflict, stalled: true,
+			message: fmt.Sprintf("Secret name %s is claimed by %s for its credentials; choose another spec.credentials.secretName", sub.SecretName(), secret.holder())})
+		return reconcile.Result{}, true, nil
+	}
+	if g.group != "" {
+		group, err := k.claim(ctx, busv1.ClaimConsumerGroup, g.group, busv1.KindSubscription, sub)
+		if err != nil {
+			return reconcile.Result{}, true, err
+		}
+		if !group.owned {
+			if sub.Status.Username == "" {
+				applyResult(&sub.Status.Conditions, sub.Generation, result{reason: busv1.ReasonConflict, stalled: true,
+					message: fmt.Sprintf("consumer group %s is claimed by %s: members of a group share its offsets and split its events, so each group belongs to one Subscription; set another spec.consumerGroup (starting with %q)", g.group, group.holder(), sub.Namespace+".")})
+				return reconcile.Result{}, true, nil
+			}
+			// An issued Subscription that lost its group (its claim was
+			// removed by hand and taken) loses the group's ACL with it.
+			g.group = ""
+			g.problem = &result{reason: busv1.ReasonConflict, stalled: true,
+				message: fmt.Sprintf("consumer group %s is claimed by %s; this Subscription's grant on it was revoked", sub.ConsumerGroupName(), group.holder())}
+		}
+	}
+	// A consumer that became a producer gives its group back once approved.
+	if g.approved && g.group == "" && sub.Status.ConsumerGroup != "" && roleOf(sub) == busv1.RoleProduce {
+		if err := k.release(ctx, busv1.ClaimConsumerGroup, sub.Status.ConsumerGroup, sub); err != nil {
+			return reconcile.Result{}, true, err
+		}
+	}
+	return reconcile.Result{}, false, nil
+}
+
+func (r *SubscriptionReconciler) claims() claims {
+	return claims{c: r.Client, live: r.liveReader()}
+}
+
 // syncCredentials writes the Secret, then the broker's SCRAM credential.
 // done is true when the reconcile must stop here.
 func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1.Subscription, g grantPlan, cause string, ticket *busv1.AppliedTicket) (reconcile.Result, error, bool) {
@@ -252,35 +469,41 @@ func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1
 		var stalled *stalledError
 		if errors.As(err, &stalled) {
 			applyResult(&sub.Status.Conditions, sub.Generation, result{reason: busv1.ReasonConflict, message: stalled.msg, stalled: true})
-			return reconcile.Result{}, nil, true
+			// A foreign Secret or SCRAM user is outside what the operator
+			// watches: look again at the resync to notice it is gone.
+			return reconcile.Result{RequeueAfter: r.resync()}, nil, true
 		}
 		return reconcile.Result{}, err, true
 	}
 	user, mech := sub.Username(), g.mechanism
 	have, err := r.Admin.SCRAMMechanisms(ctx, user)
 	if err != nil {
-		res, err := r.brokerError(sub, fmt.Errorf("describing SCRAM user %s: %w", user, err))
+		res, err := r.brokerError(sub, err)
 		return res, err, true
 	}
 	if err := r.guardForeignUser(ctx, sub, len(have[user]) > 0); err != nil {
 		return stall(err)
 	}
-	secret, rotated, err := r.ensureSecret(ctx, sub, g)
+	secret, why, err := r.ensureSecret(ctx, sub, g)
 	if err != nil {
 		return stall(err)
 	}
 	pending := secret.Annotations[annotationBrokerSync] == "pending"
 	if pending || !slices.Contains(have[user], mech) {
 		if err := r.Admin.UpsertSCRAM(ctx, user, mech, string(secret.Data[bus.SecretKeyPassword])); err != nil {
-			res, err := r.brokerError(sub, fmt.Errorf("writing SCRAM credential for %s: %w", user, err))
+			res, err := r.brokerError(sub, err)
 			return res, err, true
 		}
-		why := cause
-		if rotated {
-			why = audit.CauseRotation
+		rec := audit.Record{Operation: audit.OpUpsertCredential, Resource: user, Cause: cause, Ticket: ticket,
+			After: map[string]any{"mechanism": mech, "secret": secret.Name, "passwordChanged": pending}}
+		switch why {
+		case issueRotation:
+			rec.Cause = audit.CauseRotation
+		case issueTampered:
+			rec.Cause, rec.Ticket = audit.CauseDrift, sub.Status.AppliedTicket
+			rec.After = map[string]any{"mechanism": mech, "secret": secret.Name, "passwordChanged": true, "reason": "the Secret's password was changed or its marker removed out of band; a new password was issued"}
 		}
-		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpUpsertCredential, Resource: user, Cause: why, Ticket: ticket,
-			After: map[string]any{"mechanism": mech, "secret": secret.Name, "passwordChanged": pending}})
+		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), rec)
 		if pending {
 			delete(secret.Annotations, annotationBrokerSync)
 			if err := r.Update(ctx, secret); err != nil {
@@ -295,12 +518,13 @@ func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1
 			continue
 		}
 		if err := r.Admin.DeleteSCRAM(ctx, user, old); err != nil {
-			res, err := r.brokerError(sub, fmt.Errorf("deleting old %s credential of %s: %w", old, user, err))
+			res, err := r.brokerError(sub, err)
 			return res, err, true
 		}
 		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpDeleteCredential, Resource: user, Cause: cause, Ticket: ticket, Before: map[string]any{"mechanism": old}})
 	}
 	sub.Status.CredentialsRotation = secret.Annotations[annotationRotation]
+	sub.Status.SecretUID = string(secret.UID)
 	// A new password (new Secret, lost Secret or rotation) is always pending.
 	if pending || sub.Status.PasswordChangedAt == nil {
 		now := metav1.NewTime(r.now().UTC().Truncate(time.Second))
@@ -317,28 +541,15 @@ func (r *SubscriptionReconciler) guardForeignUser(ctx context.Context, sub *busv
 	if !userExists || sub.Status.Username != "" {
 		return nil
 	}
-	err := r.liveReader().Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: sub.SecretName()}, &corev1.Secret{})
+	live := &corev1.Secret{}
+	err := r.liveReader().Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: sub.SecretName()}, live)
 	switch {
-	case err == nil:
+	case err == nil && metav1.IsControlledBy(live, sub):
 		return nil
-	case !apierrors.IsNotFound(err):
+	case err != nil && !apierrors.IsNotFound(err):
 		return fmt.Errorf("getting Secret %s: %w", sub.SecretName(), err)
 	}
 	return &stalledError{fmt.Sprintf("SCRAM user %s already exists on the broker and was not created by this operator; it is left untouched (remove it, or rename this Subscription)", sub.Username())}
-}
-
-// existingSecretError explains a Secret that exists but is not in the
-// cache: either the cache lags behind the operator's own write (retry), or
-// the Secret lacks the operator's label because someone else made it.
-func (r *SubscriptionReconciler) existingSecretError(ctx context.Context, sub *busv1.Subscription, name string) error {
-	live := &corev1.Secret{}
-	if err := r.liveReader().Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, live); err != nil {
-		return fmt.Errorf("reading Secret %s: %w", name, err)
-	}
-	if metav1.IsControlledBy(live, sub) {
-		return fmt.Errorf("secret %s was just written and is not in the cache yet; retrying", name)
-	}
-	return &stalledError{fmt.Sprintf("Secret %s already exists and was not created by this operator; choose another spec.credentials.secretName", name)}
 }
 
 func (r *SubscriptionReconciler) liveReader() client.Reader {
@@ -352,37 +563,78 @@ type stalledError struct{ msg string }
 
 func (e *stalledError) Error() string { return e.msg }
 
-// ensureSecret creates or updates the credentials Secret. A new password
-// is generated when the Secret is new or lost, or when rotation is asked
-// for; the Secret is then marked pending until the broker has it.
-func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Subscription, g grantPlan) (*corev1.Secret, bool, error) {
+// issueReason says why a new password was issued.
+type issueReason int
+
+const (
+	issueNone issueReason = iota
+	issueNew
+	issueRotation
+	issueTampered
+)
+
+// passwordDigest is the SHA-256 of a password, kept as an annotation on the
+// Secret that holds the password itself (so it reveals nothing to anyone
+// who cannot already read the password). It tells the operator that the
+// password was edited out of band: then a new one is issued, since the
+// broker does not know the edited one and it may be known to others.
+func passwordDigest(pw []byte) string {
+	sum := sha256.Sum256(pw)
+	return hex.EncodeToString(sum[:])
+}
+
+// ensureSecret creates the credentials Secret, or repairs it: whatever was
+// changed out of band in it (labels, annotations, owner reference, data) is
+// put back. A new password is issued when the Secret is new, lost, asked
+// to rotate, or its password was edited out of band; the Secret is then
+// marked pending until the broker has it.
+//
+// Ownership is decided by UID: the operator records the UID of the Secret
+// it created, so a Secret of that name that someone else made (before, or
+// after deleting the operator's) is never written to, whatever its owner
+// references say.
+func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Subscription, g grantPlan) (*corev1.Secret, issueReason, error) {
 	name := sub.SecretName()
-	secret := &corev1.Secret{}
-	err := r.Get(ctx, types.NamespacedName{Namespace: sub.Namespace, Name: name}, secret)
-	exists := err == nil
-	if err != nil && !apierrors.IsNotFound(err) {
-		return nil, false, fmt.Errorf("getting Secret %s: %w", name, err)
+	secret, exists, err := r.currentSecret(ctx, sub.Namespace, name)
+	if err != nil {
+		return nil, issueNone, err
 	}
-	if exists && !metav1.IsControlledBy(secret, sub) {
-		return nil, false, &stalledError{fmt.Sprintf("Secret %s exists and is not owned by this Subscription; choose another spec.credentials.secretName", name)}
+	adopted := false
+	if exists {
+		switch {
+		case sub.Status.SecretUID != "" && string(secret.UID) == sub.Status.SecretUID:
+		case sub.Status.SecretUID == "" && metav1.IsControlledBy(secret, sub):
+			// Written by this operator for this Subscription just before a
+			// restart lost the status that records it. Adopting it issues a
+			// new password, so nothing chosen by whoever else could have
+			// written it survives.
+			adopted = true
+		default:
+			return nil, issueNone, &stalledError{foreignSecretMessage(sub, secret)}
+		}
 	}
 	request := sub.Annotations[busv1.AnnotationRotate]
-	rotate := exists && request != "" && request != secret.Annotations[annotationRotation]
-	password := string(secret.Data[bus.SecretKeyPassword])
-	newPassword := !exists || password == "" || rotate
-	if newPassword {
+	password := secret.Data[bus.SecretKeyPassword]
+	why := issueNone
+	switch {
+	case !exists || len(password) == 0 || adopted:
+		why = issueNew
+	case request != "" && request != secret.Annotations[annotationRotation]:
+		why = issueRotation
+	case secret.Annotations[annotationPasswordDigest] != passwordDigest(password):
+		why = issueTampered
+	}
+	if why != issueNone {
 		pw, err := generatePassword()
 		if err != nil {
-			return nil, false, err
+			return nil, issueNone, err
 		}
-		password = pw
+		password = []byte(pw)
 	}
 	creds := bus.Credentials{
 		Bootstrap: r.ClientBootstrap, Mechanism: g.mechanism,
-		Username: sub.Username(), Password: password, Topics: g.topics, TLS: r.ClientTLS, CACert: r.ClientCA,
-	}
-	if g.role == busv1.RoleConsume {
-		creds.ConsumerGroup = sub.ConsumerGroupName()
+		Username: sub.Username(), Password: string(password), Topics: g.topicNames(), TLS: r.ClientTLS, CACert: r.ClientCA,
+		ConsumerGroup: g.group,
 	}
 	desired := secret.DeepCopy()
 	desired.Name, desired.Namespace = name, sub.Namespace
@@ -395,50 +647,100 @@ func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Su
 	if desired.Annotations == nil {
 		desired.Annotations = map[string]string{}
 	}
-	if newPassword {
+	desired.Annotations[annotationPasswordDigest] = passwordDigest(password)
+	if why != issueNone {
 		desired.Annotations[annotationBrokerSync] = "pending"
 	}
 	if request != "" {
 		desired.Annotations[annotationRotation] = request
 	}
+	// Another controller reference put on our Secret would make it follow
+	// someone else's lifecycle: only the Subscription controls it.
+	desired.OwnerReferences = slices.DeleteFunc(desired.OwnerReferences, func(o metav1.OwnerReference) bool {
+		return o.Controller != nil && *o.Controller && o.UID != sub.UID
+	})
 	if err := controllerutil.SetControllerReference(sub, desired, r.Scheme()); err != nil {
-		return nil, false, fmt.Errorf("owning Secret %s: %w", name, err)
+		return nil, issueNone, fmt.Errorf("owning Secret %s: %w", name, err)
 	}
 	switch {
 	case !exists:
 		if err := r.Create(ctx, desired); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return nil, false, r.existingSecretError(ctx, sub, name)
+				// Made by someone else between our read and our create.
+				return nil, issueNone, fmt.Errorf("creating Secret %s: it appeared meanwhile; looking again: %w", name, err)
 			}
-			return nil, false, fmt.Errorf("creating Secret %s: %w", name, err)
+			return nil, issueNone, fmt.Errorf("creating Secret %s: %w", name, err)
 		}
 		log.FromContext(ctx).Info("created credentials Secret", "secret", name)
-	case !equality.Semantic.DeepEqual(secret.Data, desired.Data) || !equality.Semantic.DeepEqual(secret.Annotations, desired.Annotations) || !equality.Semantic.DeepEqual(secret.Labels, desired.Labels):
+	case secret.Type != desired.Type:
+		// A Secret's type cannot change; one of another type is not ours.
+		return nil, issueNone, &stalledError{foreignSecretMessage(sub, secret)}
+	case !equality.Semantic.DeepEqual(secret.Data, desired.Data) || !equality.Semantic.DeepEqual(secret.Annotations, desired.Annotations) ||
+		!equality.Semantic.DeepEqual(secret.Labels, desired.Labels) || !equality.Semantic.DeepEqual(secret.OwnerReferences, desired.OwnerReferences):
 		if err := r.Update(ctx, desired); err != nil {
-			return nil, false, fmt.Errorf("updating Secret %s: %w", name, err)
+			return nil, issueNone, fmt.Errorf("updating Secret %s: %w", name, err)
+		}
+		if why == issueTampered || tamperedMeta(secret, sub) {
+			log.FromContext(ctx).Info("repaired credentials Secret changed out of band", "secret", name, "newPassword", why == issueTampered)
+			r.Events.Eventf(sub, nil, corev1.EventTypeWarning, "SecretRepaired", "Reconcile", "Secret %s was changed out of band and was repaired%s", name, map[bool]string{true: "; a new password was issued", false: ""}[why == issueTampered])
 		}
 	}
-	return desired, rotate, nil
+	return desired, why, nil
+}
+
+// tamperedMeta reports whether the operator's label, owner reference or
+// password marker was missing from a Secret it owns.
+func tamperedMeta(have *corev1.Secret, sub *busv1.Subscription) bool {
+	return have.Labels[LabelManagedBy] != ManagedByValue || !metav1.IsControlledBy(have, sub) ||
+		have.Annotations[annotationPasswordDigest] == ""
+}
+
+func foreignSecretMessage(sub *busv1.Subscription, s *corev1.Secret) string {
+	advice := "delete it (the operator then issues fresh credentials) or set spec.credentials.secretName"
+	if sub.Spec.Credentials != nil && sub.Spec.Credentials.SecretName != "" {
+		advice = "delete it (the operator then issues fresh credentials) or choose another spec.credentials.secretName"
+	}
+	return fmt.Sprintf("Secret %s exists but was not created by the operator for this Subscription (UID %s); it is left untouched: %s", s.Name, s.UID, advice)
+}
+
+// currentSecret reads the credentials Secret. The cache holds only Secrets
+// labelled as the operator's, so a Secret whose label was removed (or that
+// someone else made) is read from the API server.
+func (r *SubscriptionReconciler) currentSecret(ctx context.Context, ns, name string) (*corev1.Secret, bool, error) {
+	secret := &corev1.Secret{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, secret)
+	if apierrors.IsNotFound(err) {
+		err = r.liveReader().Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, secret)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return &corev1.Secret{}, false, nil
+	case err != nil:
+		return nil, false, fmt.Errorf("getting Secret %s: %w", name, err)
+	}
+	return secret, true, nil
 }
 
 // syncACLs applies the ACL diff and returns ACLs for the principal that
 // the operator did not grant (reported, never touched).
 func (r *SubscriptionReconciler) syncACLs(ctx context.Context, sub *busv1.Subscription, desired []kafka.ACL, cause string, ticket *busv1.AppliedTicket) ([]kafka.ACL, error) {
 	principal := sub.Principal()
+	// The adapter's errors name the operation; they are passed on as they
+	// are, so a message says it once.
 	observed, err := r.Admin.DescribeACLs(ctx, principal)
 	if err != nil {
-		return nil, fmt.Errorf("describing ACLs of %s: %w", principal, err)
+		return nil, err
 	}
 	d := plan.DiffACLs(desired, observed, fromEntries(sub.Principal(), sub.Status.GrantedACLs))
 	if len(d.Create) > 0 {
 		if err := r.Admin.CreateACLs(ctx, d.Create); err != nil {
-			return nil, fmt.Errorf("creating ACLs for %s: %w", principal, err)
+			return nil, err
 		}
 		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpCreateACL, Resource: principal, Cause: cause, Ticket: ticket, After: aclStrings(d.Create)})
 	}
 	if len(d.Delete) > 0 {
 		if err := r.Admin.DeleteACLs(ctx, d.Delete); err != nil {
-			return nil, fmt.Errorf("deleting ACLs of %s: %w", principal, err)
+			return nil, err
 		}
 		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpDeleteACL, Resource: principal, Cause: audit.CauseRevocation, Ticket: ticket, Before: aclStrings(d.Delete)})
 	}
@@ -457,13 +759,13 @@ func (r *SubscriptionReconciler) syncQuota(ctx context.Context, sub *busv1.Subsc
 	user := sub.Username()
 	have, err := r.Admin.DescribeQuota(ctx, user)
 	if err != nil {
-		return fmt.Errorf("describing quota of %s: %w", user, err)
+		return err
 	}
 	if equality.Semantic.DeepEqual(have, want) {
 		return nil
 	}
 	if err := r.Admin.SetQuota(ctx, user, want); err != nil {
-		return fmt.Errorf("setting quota of %s: %w", user, err)
+		return err
 	}
 	r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpSetQuota, Resource: user, Cause: cause, Ticket: ticket, Before: have, After: want})
 	return nil
@@ -493,11 +795,46 @@ func (r *SubscriptionReconciler) finalize(ctx context.Context, sub *busv1.Subscr
 			return r.brokerError(sub, err)
 		}
 	}
+	// The Secret and the names go before the finalizer: whoever claims the
+	// names next must find them free, not a Secret waiting for the garbage
+	// collector.
+	if err := r.deleteOwnSecret(ctx, sub); err != nil {
+		return reconcile.Result{}, err
+	}
+	k := r.claims()
+	if err := k.release(ctx, busv1.ClaimCredentialsSecret, sub.Namespace+"/"+sub.SecretName(), sub); err != nil {
+		return reconcile.Result{}, err
+	}
+	for _, group := range slices.Compact([]string{sub.Status.ConsumerGroup, consumerGroup(sub)}) {
+		if group == "" {
+			continue
+		}
+		if err := k.release(ctx, busv1.ClaimConsumerGroup, group, sub); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	controllerutil.RemoveFinalizer(sub, busv1.Finalizer)
 	if err := r.Update(ctx, sub); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(fmt.Errorf("removing finalizer: %w", err))
 	}
 	return reconcile.Result{}, nil
+}
+
+// deleteOwnSecret deletes the credentials Secret the operator created for
+// this Subscription (by UID: a Secret someone else made is left alone).
+func (r *SubscriptionReconciler) deleteOwnSecret(ctx context.Context, sub *busv1.Subscription) error {
+	secret, exists, err := r.currentSecret(ctx, sub.Namespace, sub.SecretName())
+	if err != nil || !exists {
+		return err
+	}
+	if string(secret.UID) != sub.Status.SecretUID && (sub.Status.SecretUID != "" || !metav1.IsControlledBy(secret, sub)) {
+		return nil
+	}
+	uid := secret.UID
+	if err := r.Delete(ctx, secret, client.Preconditions{UID: &uid}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting Secret %s: %w", secret.Name, err)
+	}
+	return nil
 }
 
 func (r *SubscriptionReconciler) revoke(ctx context.Context, sub *busv1.Subscription) error {
@@ -507,21 +844,21 @@ func (r *SubscriptionReconciler) revoke(ctx context.Context, sub *busv1.Subscrip
 	user := sub.Status.Username
 	have, err := r.Admin.SCRAMMechanisms(ctx, user)
 	if err != nil {
-		return fmt.Errorf("describing SCRAM user %s: %w", user, err)
+		return err
 	}
 	for _, mech := range have[user] {
 		if err := r.Admin.DeleteSCRAM(ctx, user, mech); err != nil {
-			return fmt.Errorf("deleting SCRAM credential of %s: %w", user, err)
+			return err
 		}
 		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpDeleteCredential, Resource: user, Cause: audit.CauseDeletion, Before: map[string]any{"mechanism": mech}})
 	}
 	q, err := r.Admin.DescribeQuota(ctx, user)
 	if err != nil {
-		return fmt.Errorf("describing quota of %s: %w", user, err)
+		return err
 	}
 	if q.ProducerByteRate != nil || q.ConsumerByteRate != nil {
 		if err := r.Admin.SetQuota(ctx, user, kafka.Quota{}); err != nil {
-			return fmt.Errorf("removing quota of %s: %w", user, err)
+			return err
 		}
 		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpSetQuota, Resource: user, Cause: audit.CauseDeletion, Before: q})
 	}
@@ -553,9 +890,21 @@ func (r *SubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing Subscriptions by Topic: %w", err)
 	}
+	if err := idx.IndexField(ctx, &busv1.Subscription{}, indexClaimKeys, func(o client.Object) []string {
+		s := o.(*busv1.Subscription)
+		out := []string{claimIndexValue(busv1.ClaimCredentialsSecret, s.Namespace+"/"+s.SecretName())}
+		if g := consumerGroup(s); g != "" {
+			out = append(out, claimIndexValue(busv1.ClaimConsumerGroup, g))
+		}
+		return out
+	}); err != nil {
+		return fmt.Errorf("indexing Subscriptions by claimed names: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&busv1.Subscription{}, builder.WithPredicates(specOrMetaChanged)).
 		Owns(&corev1.Secret{}).
+		// A released claim wakes the Subscriptions waiting for the name.
+		Watches(&busv1.NameClaim{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsWantingName)).
 		Watches(&busv1.ChangeTicket{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexTicket, true))).
 		Watches(&busv1.Topic{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexTopicRef, false))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
@@ -583,6 +932,23 @@ func (r *SubscriptionReconciler) byIndex(index string, sameNamespace bool) handl
 		}
 		return out
 	}
+}
+
+// subscriptionsWantingName wakes the Subscriptions that want a claimed
+// Secret name or consumer group.
+func (r *SubscriptionReconciler) subscriptionsWantingName(ctx context.Context, o client.Object) []reconcile.Request {
+	nc := o.(*busv1.NameClaim)
+	if nc.Spec.Kind != busv1.ClaimConsumerGroup && nc.Spec.Kind != busv1.ClaimCredentialsSecret {
+		return nil
+	}
+	var list busv1.SubscriptionList
+	return claimWaiters(ctx, r.Client, &list, nc, func() []client.Object {
+		out := make([]client.Object, 0, len(list.Items))
+		for i := range list.Items {
+			out = append(out, &list.Items[i])
+		}
+		return out
+	})
 }
 
 func roleOf(s *busv1.Subscription) busv1.Role {

@@ -44,11 +44,10 @@ func waitSubReady(t *testing.T, s *busv1.Subscription) {
 func readyTopic(t *testing.T, ns, name string, allowed ...string) string {
 	t.Helper()
 	brokerName := uniqueName(ns, name)
-	approvedTicket(t, ns, "chg-"+name, covers(busv1.KindTopic, name))
 	tp := newTopic(ns, name, brokerName, "chg-"+name, 1, nil)
 	tp.Spec.AllowedNamespaces = allowed
 	tp.Spec.ReplicationFactor = ptr.To[int32](1)
-	create(t, tp)
+	createApproved(t, ns, "chg-"+name, tp)
 	waitTopicReady(t, tp)
 	return brokerName
 }
@@ -114,11 +113,9 @@ func TestSubscriptionLeastPrivilege(t *testing.T) {
 	ns := env.NamespaceT(t, "subs")
 	fees := readyTopic(t, ns, "fees")
 	other := readyTopic(t, ns, "other")
-	approvedTicket(t, ns, "chg-subs", covers(busv1.KindSubscription, "payment"), covers(busv1.KindSubscription, "fee-service"))
 	consumer := newSub(ns, "payment", "chg-subs", busv1.RoleConsume, ref("fees"))
 	producer := newSub(ns, "fee-service", "chg-subs", busv1.RoleProduce, ref("fees"))
-	create(t, consumer)
-	create(t, producer)
+	createApproved(t, ns, "chg-subs", consumer, producer)
 	waitSubReady(t, consumer)
 	waitSubReady(t, producer)
 
@@ -215,9 +212,8 @@ func TestSubscriptionRevocation(t *testing.T) {
 	ns := env.NamespaceT(t, "revoke")
 	a := readyTopic(t, ns, "a")
 	b := readyTopic(t, ns, "b")
-	approvedTicket(t, ns, "chg-s", covers(busv1.KindSubscription, "reader"))
 	sub := newSub(ns, "reader", "chg-s", busv1.RoleConsume, ref("a"), ref("b"))
-	create(t, sub)
+	createApproved(t, ns, "chg-s", sub)
 	waitSubReady(t, sub)
 	principal := sub.Status.Principal
 
@@ -231,12 +227,7 @@ func TestSubscriptionRevocation(t *testing.T) {
 	waitCondition(t, sub, subConds(sub), busv1.ConditionDrifted, metav1.ConditionTrue, busv1.ReasonUnmanagedACLs)
 
 	// Removing a topic from the list revokes exactly its grants.
-	fileTicket(t, ns, "chg-s2", covers(busv1.KindSubscription, "reader"))
-	approve(t, ns, "chg-s2")
-	update(t, sub, func(s *busv1.Subscription) {
-		s.Spec.Topics = []busv1.TopicReference{ref("a")}
-		s.Spec.ChangeTicket = "chg-s2"
-	})
+	changeApproved(t, ns, "chg-s2", sub, func(s *busv1.Subscription) { s.Spec.Topics = []busv1.TopicReference{ref("a")} })
 	eventually(t, "topic b revoked", func() error {
 		acls, err := admin.DescribeACLs(ctxT(t), principal)
 		if err != nil {
@@ -286,9 +277,8 @@ func TestSubscriptionCrossNamespace(t *testing.T) {
 	owner := env.NamespaceT(t, "owner")
 	user := env.NamespaceT(t, "user")
 	name := readyTopic(t, owner, "shared")
-	approvedTicket(t, user, "chg-x", covers(busv1.KindSubscription, "reader"))
 	sub := newSub(user, "reader", "chg-x", busv1.RoleConsume, busv1.TopicReference{Name: "shared", Namespace: owner})
-	create(t, sub)
+	createApproved(t, user, "chg-x", sub)
 	waitCondition(t, sub, subConds(sub), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonNotAllowed)
 	acls, err := admin.DescribeACLs(ctxT(t), "User:"+user+".reader")
 	if err != nil {
@@ -320,10 +310,9 @@ func TestSubscriptionCrossNamespace(t *testing.T) {
 func TestSubscriptionRotationAndDriftRepair(t *testing.T) {
 	ns := env.NamespaceT(t, "rotate")
 	topic := readyTopic(t, ns, "events")
-	approvedTicket(t, ns, "chg-r", covers(busv1.KindSubscription, "worker"))
 	sub := newSub(ns, "worker", "chg-r", busv1.RoleProduce, ref("events"))
 	sub.Spec.Quota = &busv1.QuotaSpec{ProducerByteRate: ptr.To[int64](1 << 20)}
-	create(t, sub)
+	createApproved(t, ns, "chg-r", sub)
 	waitSubReady(t, sub)
 	ctx := ctxT(t)
 	first, _ := credentials(t, sub)
@@ -413,9 +402,8 @@ func TestSubscriptionNeverTakesOverAForeignUser(t *testing.T) {
 	if err := admin.UpsertSCRAM(ctxT(t), user, "SCRAM-SHA-512", "their-own-password-0123"); err != nil {
 		t.Fatal(err)
 	}
-	approvedTicket(t, ns, "chg-f", covers(busv1.KindSubscription, "squatter"))
 	sub := newSub(ns, "squatter", "chg-f", busv1.RoleConsume, ref("data"))
-	create(t, sub)
+	createApproved(t, ns, "chg-f", sub)
 	waitCondition(t, sub, subConds(sub), busv1.ConditionStalled, metav1.ConditionTrue, busv1.ReasonConflict)
 	if msg := findCond(sub.Status.Conditions, busv1.ConditionReady); !strings.Contains(msg, "was not created by this operator") {
 		t.Fatalf("Ready message: %s", msg)
@@ -437,10 +425,9 @@ func TestSubscriptionNeverTakesOverAForeignUser(t *testing.T) {
 func TestSubscriptionSpecChangeWithoutApprovalKeepsLastApprovedGrants(t *testing.T) {
 	ns := env.NamespaceT(t, "subhold")
 	topic := readyTopic(t, ns, "orders")
-	approvedTicket(t, ns, "chg-1", covers(busv1.KindSubscription, "shipper"))
 	sub := newSub(ns, "shipper", "chg-1", busv1.RoleConsume, ref("orders"))
 	sub.Spec.Quota = &busv1.QuotaSpec{ConsumerByteRate: ptr.To[int64](2048)}
-	create(t, sub)
+	createApproved(t, ns, "chg-1", sub)
 	waitSubReady(t, sub)
 	creds, _ := credentials(t, sub)
 	user := ns + ".shipper"

@@ -224,11 +224,53 @@ func covers(kind busv1.CoveredKind, name string, ops ...busv1.Operation) busv1.C
 	return busv1.CoveredObject{Kind: kind, Name: name, Operations: ops}
 }
 
-// approvedTicket files and approves a ticket in one step.
-func approvedTicket(t *testing.T, ns, name string, c ...busv1.CoveredObject) {
+// kindOf is the ticket kind of a Topic or Subscription.
+func kindOf(t *testing.T, obj client.Object) busv1.CoveredKind {
+	switch obj.(type) {
+	case *busv1.Topic:
+		return busv1.KindTopic
+	case *busv1.Subscription:
+		return busv1.KindSubscription
+	}
+	t.Fatalf("no ticket kind for %T", obj)
+	return ""
+}
+
+// createApproved goes through the review the way it should happen: the
+// requester files a ticket covering objs and creates them, then the reviewer
+// approves what exists (the approval pins their specs).
+func createApproved(t *testing.T, ns, ticket string, objs ...client.Object) {
 	t.Helper()
-	fileTicket(t, ns, name, c...)
-	approve(t, ns, name)
+	var c []busv1.CoveredObject
+	for _, o := range objs {
+		c = append(c, covers(kindOf(t, o), o.GetName()))
+	}
+	fileTicket(t, ns, ticket, c...)
+	for _, o := range objs {
+		create(t, o)
+	}
+	approve(t, ns, ticket)
+}
+
+// changeApproved edits obj under a new ticket and has it approved: an
+// approved object's later edit needs its own review.
+func changeApproved[T client.Object](t *testing.T, ns, ticket string, obj T, mutate func(T), ops ...busv1.Operation) {
+	t.Helper()
+	fileTicket(t, ns, ticket, covers(kindOf(t, obj), obj.GetName(), ops...))
+	update(t, obj, func(o T) {
+		mutate(o)
+		setTicket(o, ticket)
+	})
+	approve(t, ns, ticket)
+}
+
+func setTicket(obj client.Object, ticket string) {
+	switch o := obj.(type) {
+	case *busv1.Topic:
+		o.Spec.ChangeTicket = ticket
+	case *busv1.Subscription:
+		o.Spec.ChangeTicket = ticket
+	}
 }
 
 func create(t *testing.T, obj client.Object) {

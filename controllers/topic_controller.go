@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -31,7 +32,10 @@ import (
 // in the last approved state.
 type TopicReconciler struct {
 	client.Client
-	Admin  kafka.Admin
+	// APIReader reads around the cache, to judge claims and their owners
+	// from the API server itself.
+	APIReader client.Reader
+	Admin     kafka.Admin
 	Audit  *audit.Recorder
 	Events events.EventRecorder
 	Options
@@ -58,7 +62,7 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 	name := topic.BrokerTopicName()
 
 	// Decide what the broker should hold: the spec when it is approved
-	// (or was already applied), otherwise the last approved state.
+	// (or is the spec approved before), otherwise the last approved state.
 	target, decision, approved, err := r.target(ctx, topic)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -73,16 +77,27 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 		applyResult(conds, gen, result{reason: busv1.ReasonNotAllowed, message: reason, stalled: true})
 		return reconcile.Result{}, nil
 	}
-	if winner, err := r.conflictWinner(ctx, topic); err != nil {
+	if target == nil {
+		// Not approved, never applied: claim nothing, so an unapproved
+		// Topic can never keep an approved one from its name.
+		applyResult(conds, gen, result{reason: decision.Reason, message: "nothing is created on the broker until the ticket allows it: " + decision.Message + r.claimNote(ctx, topic)})
+		return reconcile.Result{}, nil
+	}
+	claim, err := r.claims().claim(ctx, busv1.ClaimBrokerTopic, name, busv1.KindTopic, topic)
+	if err != nil {
 		return reconcile.Result{}, err
-	} else if winner != "" {
-		msg := fmt.Sprintf("broker topic %s is already managed by Topic %s, which is older; this Topic changes nothing on the broker", name, winner)
+	}
+	if !claim.owned {
+		// Whatever this Topic recorded before is not its own: it holds no
+		// ID of the winner's topic, so it can never alter or delete it.
+		forgetBrokerTopic(topic)
+		msg := fmt.Sprintf("broker topic %s is claimed by %s (%s); this Topic changes nothing on the broker and takes the name over only when that Topic is deleted", name, claim.holder(), r.ownerState(ctx, claim.claim))
 		applyResult(conds, gen, result{reason: busv1.ReasonConflict, message: msg, stalled: true})
 		return reconcile.Result{}, nil
 	}
-	if target == nil {
-		applyResult(conds, gen, result{reason: decision.Reason, message: "nothing is created on the broker until the ticket allows it: " + decision.Message})
-		return reconcile.Result{}, nil
+	if topic.Status.ClaimedAt == nil {
+		at := claim.claim.CreationTimestamp
+		topic.Status.ClaimedAt = &at
 	}
 	if isPaused(topic) {
 		applyResult(conds, gen, result{reason: busv1.ReasonPaused, message: fmt.Sprintf("broker writes are paused by the %s annotation", busv1.AnnotationPaused)})
@@ -91,7 +106,7 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 
 	observed, err := r.Admin.DescribeTopics(ctx, name)
 	if err != nil {
-		return r.brokerError(topic, fmt.Errorf("describing topic %s: %w", name, err))
+		return r.brokerError(topic, err)
 	}
 	current, exists := observed[name]
 	var cur *kafka.Topic
@@ -105,8 +120,8 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 		return reconcile.Result{}, nil
 	}
 	cause, ticket := audit.CauseApproved, decision.Ticket
-	if !approved || topic.Status.ObservedGeneration == gen {
-		// Repairing drift restores a state approved earlier: the record
+	if decision.Ticket == nil {
+		// Restoring the approved state needs no new ticket: the record
 		// names the ticket that approved it.
 		cause, ticket = audit.CauseDrift, topic.Status.AppliedTicket
 	}
@@ -135,6 +150,7 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 	}
 	if decision.Ticket != nil {
 		topic.Status.AppliedTicket = decision.Ticket
+		topic.Status.ApprovedSpecHash = decision.SpecHash
 	}
 	topic.Status.AllowedNamespaces = topic.Spec.AllowedNamespaces
 	topic.Status.ObservedGeneration = gen
@@ -142,13 +158,65 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 	return reconcile.Result{RequeueAfter: r.resync()}, nil
 }
 
+// forgetBrokerTopic clears what a Topic recorded of a broker topic it does
+// not own.
+func forgetBrokerTopic(t *busv1.Topic) {
+	t.Status.TopicName, t.Status.TopicID = "", ""
+	t.Status.Partitions, t.Status.ReplicationFactor = 0, 0
+	t.Status.Config, t.Status.AllowedNamespaces = nil, nil
+	t.Status.ClaimedAt, t.Status.ApprovedSpecHash, t.Status.AppliedTicket = nil, "", nil
+	meta.RemoveStatusCondition(&t.Status.Conditions, busv1.ConditionDrifted)
+}
+
+// claimNote tells an unapproved Topic whether its broker name is already
+// taken, so its requester learns it before asking for a review.
+func (r *TopicReconciler) claimNote(ctx context.Context, topic *busv1.Topic) string {
+	held, err := r.claims().held(ctx, busv1.ClaimBrokerTopic, topic.BrokerTopicName(), topic)
+	if err != nil || held.claim == nil || held.owned {
+		return ""
+	}
+	return fmt.Sprintf("; note that broker topic %s is claimed by %s", topic.BrokerTopicName(), held.holder())
+}
+
+// ownerState says what the claim's owner holds on the broker, in words.
+func (r *TopicReconciler) ownerState(ctx context.Context, nc *busv1.NameClaim) string {
+	if nc == nil {
+		return "unknown owner"
+	}
+	owner := &busv1.Topic{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: nc.Spec.Owner.Namespace, Name: nc.Spec.Owner.Name}, owner)
+	switch {
+	case err != nil || string(owner.UID) != nc.Spec.Owner.UID:
+		return "its owner is going away"
+	case owner.Status.TopicID != "":
+		return "it holds topic ID " + owner.Status.TopicID
+	}
+	return "nothing exists on the broker for it yet"
+}
+
+func (r *TopicReconciler) claims() claims {
+	return claims{c: r.Client, live: r.liveReader()}
+}
+
+func (r *TopicReconciler) liveReader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
+}
+
 // target returns the state the broker should hold, or nil when nothing may
-// be created yet. A spec already applied needs no ticket: repairing drift
-// restores what was approved.
+// be created yet. The spec approved before (same hash) needs no ticket:
+// repairing drift restores what was approved. Anything else needs a ticket
+// that allows it now.
 func (r *TopicReconciler) target(ctx context.Context, topic *busv1.Topic) (*plan.TopicTarget, governance.Decision, bool, error) {
 	applied := topic.Status.TopicID != ""
-	if applied && topic.Status.ObservedGeneration == topic.Generation {
-		return specTarget(topic), governance.Decision{}, true, nil
+	hash, err := governance.SpecHash(topic.Spec)
+	if err != nil {
+		return nil, governance.Decision{}, false, err
+	}
+	if applied && topic.Status.ApprovedSpecHash == hash {
+		return specTarget(topic), governance.Decision{SpecHash: hash}, true, nil
 	}
 	d, err := decide(ctx, r.Client, r.Options, busv1.KindTopic, topic, topic.Spec, topic.Spec.ChangeTicket, busv1.OperationApply)
 	if err != nil {
@@ -180,9 +248,11 @@ func (r *TopicReconciler) apply(ctx context.Context, topic *busv1.Topic, p plan.
 		r.Audit.Record(ctx, topic, string(busv1.KindTopic), audit.Record{Operation: op, Resource: name, Cause: cause, Ticket: ticket, Before: before, After: after})
 	}
 	if p.Create != nil {
+		// The adapter's errors name the operation ("creating topic X");
+		// they are returned as they are, so messages say it once.
 		created, err := r.Admin.CreateTopic(ctx, *p.Create)
 		if err != nil {
-			return kafka.Topic{}, fmt.Errorf("creating topic %s: %w", name, err)
+			return kafka.Topic{}, err
 		}
 		log.FromContext(ctx).Info("created broker topic", "topic", name, "partitions", created.Partitions)
 		rec(audit.OpCreateTopic, nil, topicView(created))
@@ -192,14 +262,14 @@ func (r *TopicReconciler) apply(ctx context.Context, topic *busv1.Topic, p plan.
 	after.Configs = maps.Clone(cur.Configs)
 	if p.Partitions > 0 {
 		if err := r.Admin.SetPartitions(ctx, name, p.Partitions); err != nil {
-			return kafka.Topic{}, fmt.Errorf("raising partitions of %s to %d: %w", name, p.Partitions, err)
+			return kafka.Topic{}, err
 		}
 		rec(audit.OpAddPartitions, map[string]int32{"partitions": cur.Partitions}, map[string]int32{"partitions": p.Partitions})
 		after.Partitions = p.Partitions
 	}
 	if p.Alter != nil {
 		if err := r.Admin.AlterTopicConfig(ctx, name, *p.Alter); err != nil {
-			return kafka.Topic{}, fmt.Errorf("altering config of %s: %w", name, err)
+			return kafka.Topic{}, err
 		}
 		changed := map[string]any{}
 		for k, v := range p.Alter.Set {
@@ -240,32 +310,6 @@ func (r *TopicReconciler) reservedName(name string) string {
 	return ""
 }
 
-// conflictWinner returns the Topic that owns this broker topic name when it
-// is not this one: the oldest claim wins, ties broken by namespace/name.
-func (r *TopicReconciler) conflictWinner(ctx context.Context, topic *busv1.Topic) (string, error) {
-	var list busv1.TopicList
-	if err := r.List(ctx, &list, client.MatchingFields{indexBrokerTopic: topic.BrokerTopicName()}); err != nil {
-		return "", fmt.Errorf("listing Topics for broker topic %s: %w", topic.BrokerTopicName(), err)
-	}
-	winner := topic
-	for i := range list.Items {
-		if older(&list.Items[i], winner) {
-			winner = &list.Items[i]
-		}
-	}
-	if winner.UID == topic.UID {
-		return "", nil
-	}
-	return key(winner.Namespace, winner.Name), nil
-}
-
-func older(a, b *busv1.Topic) bool {
-	if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
-		return a.CreationTimestamp.Before(&b.CreationTimestamp)
-	}
-	return key(a.Namespace, a.Name) < key(b.Namespace, b.Name)
-}
-
 // finalize releases the Topic. Broker data is deleted only with
 // deletionPolicy Delete and a ticket covering Delete; a paused Topic, a
 // Retain policy or a Topic that never owned a broker topic is released
@@ -275,9 +319,17 @@ func (r *TopicReconciler) finalize(ctx context.Context, topic *busv1.Topic) (rec
 		return reconcile.Result{}, nil
 	}
 	name := topic.Status.TopicName
-	// Only a Topic that created or adopted the broker topic records its ID;
-	// a conflicting Topic never does, so it can never delete the winner's data.
+	// Only the claim's owner records the broker topic's ID; a conflicting
+	// Topic never does, so it can never delete the winner's data. The claim
+	// is checked again, in case it was taken away by hand.
 	owned := topic.Status.TopicID != ""
+	if owned {
+		held, err := r.claims().held(ctx, busv1.ClaimBrokerTopic, topic.BrokerTopicName(), topic)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		owned = held.owned
+	}
 	if topic.Spec.DeletionPolicy == busv1.DeletionDelete && owned && !isPaused(topic) {
 		d, err := decide(ctx, r.Client, r.Options, busv1.KindTopic, topic, topic.Spec, topic.Spec.ChangeTicket, busv1.OperationDelete)
 		if err != nil {
@@ -291,6 +343,11 @@ func (r *TopicReconciler) finalize(ctx context.Context, topic *busv1.Topic) (rec
 		if err := r.deleteOwned(ctx, topic, d.Ticket); err != nil {
 			return r.brokerError(topic, err)
 		}
+	}
+	// The name is free for the next approved claimant only once this Topic
+	// is done with the broker.
+	if err := r.claims().release(ctx, busv1.ClaimBrokerTopic, topic.BrokerTopicName(), topic); err != nil {
+		return reconcile.Result{}, err
 	}
 	controllerutil.RemoveFinalizer(topic, busv1.Finalizer)
 	if err := r.Update(ctx, topic); err != nil {
@@ -306,14 +363,14 @@ func (r *TopicReconciler) deleteOwned(ctx context.Context, topic *busv1.Topic, t
 	name := topic.Status.TopicName
 	observed, err := r.Admin.DescribeTopics(ctx, name)
 	if err != nil {
-		return fmt.Errorf("describing topic %s before deletion: %w", name, err)
+		return err
 	}
 	cur, ok := observed[name]
 	if !ok || cur.ID != topic.Status.TopicID {
 		return nil
 	}
 	if err := r.Admin.DeleteTopic(ctx, name); err != nil {
-		return fmt.Errorf("deleting topic %s: %w", name, err)
+		return err
 	}
 	r.Audit.Record(ctx, topic, string(busv1.KindTopic), audit.Record{Operation: audit.OpDeleteTopic, Resource: name, Cause: audit.CauseDeletion, Ticket: ticket, Before: topicView(cur)})
 	return nil
@@ -330,15 +387,17 @@ func (r *TopicReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing Topics by ticket: %w", err)
 	}
-	if err := idx.IndexField(ctx, &busv1.Topic{}, indexBrokerTopic, func(o client.Object) []string {
-		return []string{o.(*busv1.Topic).BrokerTopicName()}
+	if err := idx.IndexField(ctx, &busv1.Topic{}, indexClaimKeys, func(o client.Object) []string {
+		return []string{claimIndexValue(busv1.ClaimBrokerTopic, o.(*busv1.Topic).BrokerTopicName())}
 	}); err != nil {
 		return fmt.Errorf("indexing Topics by broker name: %w", err)
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&busv1.Topic{}, builder.WithPredicates(specOrMetaChanged)).
 		Watches(&busv1.ChangeTicket{}, handler.EnqueueRequestsFromMapFunc(r.topicsForTicket)).
-		Watches(&busv1.Topic{}, handler.EnqueueRequestsFromMapFunc(r.topicsSharingName)).
+		// A released claim wakes the Topics that want the name; a new one
+		// tells waiting unapproved Topics who holds it.
+		Watches(&busv1.NameClaim{}, handler.EnqueueRequestsFromMapFunc(r.topicsWantingName)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("topic").
 		Complete(r)
@@ -353,21 +412,20 @@ func (r *TopicReconciler) topicsForTicket(ctx context.Context, o client.Object) 
 	return requestsFor(list.Items)
 }
 
-// topicsSharingName wakes the other claimants of a broker topic name when
-// one of them changes or goes away, so a conflict resolves by itself.
-func (r *TopicReconciler) topicsSharingName(ctx context.Context, o client.Object) []reconcile.Request {
-	var list busv1.TopicList
-	if err := r.List(ctx, &list, client.MatchingFields{indexBrokerTopic: o.(*busv1.Topic).BrokerTopicName()}); err != nil {
-		log.FromContext(ctx).Error(err, "listing Topics by broker name")
+// topicsWantingName wakes the Topics that want a claimed broker name.
+func (r *TopicReconciler) topicsWantingName(ctx context.Context, o client.Object) []reconcile.Request {
+	nc := o.(*busv1.NameClaim)
+	if nc.Spec.Kind != busv1.ClaimBrokerTopic {
 		return nil
 	}
-	var out []reconcile.Request
-	for _, t := range list.Items {
-		if t.UID != o.GetUID() {
-			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: t.Namespace, Name: t.Name}})
+	var list busv1.TopicList
+	return claimWaiters(ctx, r.Client, &list, nc, func() []client.Object {
+		out := make([]client.Object, 0, len(list.Items))
+		for i := range list.Items {
+			out = append(out, &list.Items[i])
 		}
-	}
-	return out
+		return out
+	})
 }
 
 func requestsFor(items []busv1.Topic) []reconcile.Request {

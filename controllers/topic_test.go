@@ -44,9 +44,8 @@ func uniqueName(ns, base string) string { return base + "." + ns }
 func TestTopicLifecycle(t *testing.T) {
 	ns := env.NamespaceT(t, "topics")
 	name := uniqueName(ns, "FeeUpdated")
-	approvedTicket(t, ns, "chg-1042", covers(busv1.KindTopic, "fee-updated"))
 	tp := newTopic(ns, "fee-updated", name, "chg-1042", 3, map[string]busv1.ConfigValue{"retention.ms": "86400000", "cleanup.policy": "delete"})
-	create(t, tp)
+	createApproved(t, ns, "chg-1042", tp)
 	waitTopicReady(t, tp)
 
 	got, ok := brokerTopic(t, name)
@@ -61,9 +60,10 @@ func TestTopicLifecycle(t *testing.T) {
 	}
 	waitCondition(t, tp, topicConds(tp), busv1.ConditionApproved, metav1.ConditionTrue, busv1.ReasonTicketApproved)
 
-	// Grow partitions, change one config and remove another: only those
-	// keys change, the removed one returns to the broker default.
-	update(t, tp, func(tp *busv1.Topic) {
+	// Grow partitions, change one config and remove another (a change
+	// reviewed under its own ticket): only those keys change, the removed
+	// one returns to the broker default.
+	changeApproved(t, ns, "chg-1043", tp, func(tp *busv1.Topic) {
 		tp.Spec.Partitions = 6
 		tp.Spec.Config = map[string]busv1.ConfigValue{"retention.ms": "3600000"}
 	})
@@ -93,12 +93,12 @@ func TestTopicLifecycle(t *testing.T) {
 	for _, r := range records {
 		ops[r.Operation] = r
 	}
-	for _, op := range []string{audit.OpCreateTopic, audit.OpAddPartitions, audit.OpAlterTopicConfig} {
+	for op, ref := range map[string]string{audit.OpCreateTopic: "CHG-1042", audit.OpAddPartitions: "CHG-1043", audit.OpAlterTopicConfig: "CHG-1043"} {
 		r, ok := ops[op]
 		if !ok {
 			t.Fatalf("audit topic has no %s record for %s; has %v", op, name, records)
 		}
-		if r.Ticket == nil || r.Ticket.Reference != "CHG-1042" || r.Object.Namespace != ns || r.Cause != audit.CauseApproved {
+		if r.Ticket == nil || r.Ticket.Reference != ref || r.Object.Namespace != ns || r.Cause != audit.CauseApproved {
 			t.Fatalf("%s audit record incomplete: %+v", op, r)
 		}
 	}
@@ -127,7 +127,7 @@ func TestTopicWaitsForItsTicket(t *testing.T) {
 			approveIgnoringPolicy(t, ns, "chg-expired")
 		}, reason: busv1.ReasonTicketExpired},
 		{name: "not-covering", ticket: "chg-other", setup: func(t *testing.T, _ string) {
-			approvedTicket(t, ns, "chg-other", covers(busv1.KindTopic, "something-else"))
+			createApproved(t, ns, "chg-other", newTopic(ns, "something-else", uniqueName(ns, "SomethingElse"), "chg-other", 1, nil))
 		}, reason: busv1.ReasonTicketNotCovering},
 		{name: "other-namespace", ticket: "default/chg-1", setup: func(*testing.T, string) {}, reason: busv1.ReasonTicketNotCovering},
 	}
@@ -167,9 +167,8 @@ func approveIgnoringPolicy(t *testing.T, ns, name string) {
 func TestTopicSpecChangeWithoutApprovalKeepsLastApprovedState(t *testing.T) {
 	ns := env.NamespaceT(t, "hold")
 	name := uniqueName(ns, "Held")
-	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "held"))
 	tp := newTopic(ns, "held", name, "chg-1", 2, map[string]busv1.ConfigValue{"retention.ms": "1000"})
-	create(t, tp)
+	createApproved(t, ns, "chg-1", tp)
 	waitTopicReady(t, tp)
 
 	fileTicket(t, ns, "chg-2", covers(busv1.KindTopic, "held"))
@@ -204,9 +203,8 @@ func TestTopicSpecChangeWithoutApprovalKeepsLastApprovedState(t *testing.T) {
 func TestTopicDriftRepair(t *testing.T) {
 	ns := env.NamespaceT(t, "drift")
 	name := uniqueName(ns, "Drifty")
-	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "drifty"))
 	tp := newTopic(ns, "drifty", name, "chg-1", 2, map[string]busv1.ConfigValue{"retention.ms": "60000"})
-	create(t, tp)
+	createApproved(t, ns, "chg-1", tp)
 	waitTopicReady(t, tp)
 	firstID := tp.Status.TopicID
 
@@ -230,8 +228,9 @@ func TestTopicDriftRepair(t *testing.T) {
 	if tp.Status.Partitions != 5 {
 		t.Fatalf("status.partitions = %d, want the broker's 5", tp.Status.Partitions)
 	}
-	// Acknowledging the new count in the spec clears the drift.
-	update(t, tp, func(tp *busv1.Topic) { tp.Spec.Partitions = 5 })
+	// Acknowledging the new count in the spec (a reviewed change) clears
+	// the drift.
+	changeApproved(t, ns, "chg-2", tp, func(tp *busv1.Topic) { tp.Spec.Partitions = 5 })
 	eventually(t, "drift acknowledged", func() error {
 		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(tp), tp); err != nil {
 			return err
@@ -258,7 +257,7 @@ func TestTopicDriftRepair(t *testing.T) {
 		t.Fatalf("drift repairs must be audited, got %+v", records)
 	}
 	for _, r := range records {
-		if r.Ticket == nil || r.Ticket.Reference != "CHG-1" {
+		if r.Ticket == nil || (r.Ticket.Reference != "CHG-1" && r.Ticket.Reference != "CHG-2") {
 			t.Fatalf("a drift repair must name the ticket that approved the restored state: %+v", r)
 		}
 	}
@@ -267,9 +266,8 @@ func TestTopicDriftRepair(t *testing.T) {
 func TestTopicNoOpResyncWritesNothing(t *testing.T) {
 	ns := env.NamespaceT(t, "noop")
 	name := uniqueName(ns, "Quiet")
-	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "quiet"))
 	tp := newTopic(ns, "quiet", name, "chg-1", 1, map[string]busv1.ConfigValue{"retention.ms": "1000"})
-	create(t, tp)
+	createApproved(t, ns, "chg-1", tp)
 	waitTopicReady(t, tp)
 	time.Sleep(resync) // let any in-flight follow-up reconcile settle
 	if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(tp), tp); err != nil {
@@ -290,36 +288,41 @@ func TestTopicNoOpResyncWritesNothing(t *testing.T) {
 	}
 }
 
-func TestTopicConflictOlderWins(t *testing.T) {
+func TestTopicConflictFirstApprovedClaimWins(t *testing.T) {
 	nsA := env.NamespaceT(t, "conflict-a")
 	nsB := env.NamespaceT(t, "conflict-b")
 	name := uniqueName(nsA, "Shared")
-	approvedTicket(t, nsA, "chg-a", covers(busv1.KindTopic, "shared"))
-	approvedTicket(t, nsB, "chg-b", covers(busv1.KindTopic, "shared"))
 	first := newTopic(nsA, "shared", name, "chg-a", 2, nil)
-	create(t, first)
+	createApproved(t, nsA, "chg-a", first)
 	waitTopicReady(t, first)
-	time.Sleep(1100 * time.Millisecond) // creation timestamps have second resolution
 	second := newTopic(nsB, "shared", name, "chg-b", 8, map[string]busv1.ConfigValue{"retention.ms": "1"})
-	create(t, second)
+	createApproved(t, nsB, "chg-b", second)
 	waitCondition(t, second, topicConds(second), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonConflict)
 	waitCondition(t, second, topicConds(second), busv1.ConditionStalled, metav1.ConditionTrue, busv1.ReasonConflict)
 	// Ready and Approved are always present, a conflict included.
 	waitCondition(t, second, topicConds(second), busv1.ConditionApproved, metav1.ConditionTrue, busv1.ReasonTicketApproved)
+	msg := findCond(second.Status.Conditions, busv1.ConditionReady)
+	if !strings.Contains(msg, "claimed by Topic "+nsA+"/shared since") || !strings.Contains(msg, "holds topic ID "+first.Status.TopicID) {
+		t.Fatalf("the loser must be told who holds the name: %s", msg)
+	}
+	if second.Status.TopicID != "" || second.Status.TopicName != "" {
+		t.Fatalf("the loser must hold no ID of the topic it lost: %+v", second.Status)
+	}
 	got, _ := brokerTopic(t, name)
 	if got.Partitions != 2 || got.Configs["retention.ms"] != "" {
 		t.Fatalf("the conflicting Topic changed the broker: %+v", got)
 	}
 
 	// Deleting the winner (Retain) keeps the data; the other Topic then
-	// adopts the existing broker topic, since its ticket covers the change.
+	// takes the name over and adopts the existing broker topic, since its
+	// ticket covers the change.
 	if err := requesterClient(t).Delete(ctxT(t), first); err != nil {
 		t.Fatal(err)
 	}
 	waitTopicReady(t, second)
 	got, _ = brokerTopic(t, name)
-	if got.Partitions != 8 || got.Configs["retention.ms"] != "1" {
-		t.Fatalf("adopting Topic did not apply its spec: %+v", got)
+	if got.Partitions != 8 || got.Configs["retention.ms"] != "1" || second.Status.TopicID != got.ID {
+		t.Fatalf("adopting Topic did not apply its spec: %+v (status %+v)", got, second.Status)
 	}
 }
 
@@ -327,12 +330,10 @@ func TestTopicDeletionPolicies(t *testing.T) {
 	ns := env.NamespaceT(t, "deletion")
 	retained := uniqueName(ns, "Kept")
 	deleted := uniqueName(ns, "Gone")
-	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "kept"), covers(busv1.KindTopic, "gone"))
 	keep := newTopic(ns, "kept", retained, "chg-1", 1, nil)
 	gone := newTopic(ns, "gone", deleted, "chg-1", 1, nil)
 	gone.Spec.DeletionPolicy = busv1.DeletionDelete
-	create(t, keep)
-	create(t, gone)
+	createApproved(t, ns, "chg-1", keep, gone)
 	waitTopicReady(t, keep)
 	waitTopicReady(t, gone)
 
@@ -358,8 +359,7 @@ func TestTopicDeletionPolicies(t *testing.T) {
 		t.Fatal("broker topic deleted without a ticket covering Delete")
 	}
 	// A ticket covering Delete lets the deletion through.
-	update(t, gone, func(tp *busv1.Topic) { tp.Spec.ChangeTicket = "chg-del" })
-	approvedTicket(t, ns, "chg-del", covers(busv1.KindTopic, "gone", busv1.OperationDelete))
+	changeApproved(t, ns, "chg-del", gone, func(*busv1.Topic) {}, busv1.OperationDelete)
 	eventually(t, "deleted Topic released", func() error { return gone404(c, gone) })
 	if _, ok := brokerTopic(t, deleted); ok {
 		t.Fatal("Delete policy with an approved Delete ticket left the broker topic")
@@ -372,14 +372,12 @@ func TestTopicDeletionPolicies(t *testing.T) {
 func TestTopicPause(t *testing.T) {
 	ns := env.NamespaceT(t, "pause")
 	name := uniqueName(ns, "Paused")
-	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "paused"))
 	tp := newTopic(ns, "paused", name, "chg-1", 1, nil)
-	create(t, tp)
+	createApproved(t, ns, "chg-1", tp)
 	waitTopicReady(t, tp)
-	update(t, tp, func(tp *busv1.Topic) {
-		tp.Annotations = map[string]string{busv1.AnnotationPaused: "true"}
-		tp.Spec.Partitions = 3
-	})
+	update(t, tp, func(tp *busv1.Topic) { tp.Annotations = map[string]string{busv1.AnnotationPaused: "true"} })
+	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonPaused)
+	changeApproved(t, ns, "chg-2", tp, func(tp *busv1.Topic) { tp.Spec.Partitions = 3 })
 	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonPaused)
 	time.Sleep(2 * resync)
 	if got, _ := brokerTopic(t, name); got.Partitions != 1 {
@@ -394,21 +392,40 @@ func TestTopicPause(t *testing.T) {
 
 func TestTopicBrokerRejectionIsStalledWithBrokerText(t *testing.T) {
 	ns := env.NamespaceT(t, "reject")
-	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "too-wide"))
 	tp := newTopic(ns, "too-wide", uniqueName(ns, "TooWide"), "chg-1", 1, nil)
 	tp.Spec.ReplicationFactor = ptr.To[int32](7) // the embedded cluster has 3 brokers
-	create(t, tp)
+	createApproved(t, ns, "chg-1", tp)
 	waitCondition(t, tp, topicConds(tp), busv1.ConditionStalled, metav1.ConditionTrue, busv1.ReasonBrokerRejected)
-	if msg := findCond(tp.Status.Conditions, busv1.ConditionReady); !strings.Contains(msg, "INVALID_REPLICATION_FACTOR") {
+	msg := findCond(tp.Status.Conditions, busv1.ConditionReady)
+	if !strings.Contains(msg, "INVALID_REPLICATION_FACTOR") {
 		t.Fatalf("Ready message should carry the broker's error: %s", msg)
+	}
+	assertSaidOnce(t, msg)
+}
+
+// assertSaidOnce fails when an error message repeats a piece of context
+// ("creating topic X: creating topic X: ..."): each layer that wraps an
+// error adds what it alone knows.
+func assertSaidOnce(t *testing.T, msg string) {
+	t.Helper()
+	parts := strings.Split(msg, ": ")
+	seen := map[string]bool{}
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if len(p) < 8 { // short fragments (codes, numbers) may recur
+			continue
+		}
+		if seen[p] {
+			t.Fatalf("message repeats %q: %s", p, msg)
+		}
+		seen[p] = true
 	}
 }
 
 func TestTopicReservedNames(t *testing.T) {
 	ns := env.NamespaceT(t, "reserved")
-	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "audit"))
 	tp := newTopic(ns, "audit", audit.DefaultTopic, "chg-1", 1, nil)
-	create(t, tp)
+	createApproved(t, ns, "chg-1", tp)
 	waitCondition(t, tp, topicConds(tp), busv1.ConditionStalled, metav1.ConditionTrue, busv1.ReasonNotAllowed)
 }
 
@@ -416,7 +433,7 @@ func TestTopicReservedNames(t *testing.T) {
 func TestTopicBrokerDownThenUp(t *testing.T) {
 	ns := env.NamespaceT(t, "outage")
 	name := uniqueName(ns, "Outage")
-	approvedTicket(t, ns, "chg-1", covers(busv1.KindTopic, "outage"))
+	fileTicket(t, ns, "chg-1", covers(busv1.KindTopic, "outage"))
 	broker.stop()
 	restarted := false
 	defer func() {
@@ -426,8 +443,10 @@ func TestTopicBrokerDownThenUp(t *testing.T) {
 	}()
 	tp := newTopic(ns, "outage", name, "chg-1", 2, nil)
 	create(t, tp)
+	approve(t, ns, "chg-1")
 	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonBrokerUnavailable)
 	waitCondition(t, tp, topicConds(tp), busv1.ConditionReconciling, metav1.ConditionTrue, busv1.ReasonBrokerUnavailable)
+	assertSaidOnce(t, findCond(tp.Status.Conditions, busv1.ConditionReady))
 	if err := broker.start(); err != nil {
 		t.Fatal(err)
 	}
@@ -516,9 +535,8 @@ func TestTopicAdoptsMatchingBrokerTopicWithoutChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := requests.Snapshot()
-	approvedTicket(t, ns, "chg-adopt", covers(busv1.KindTopic, "legacy"))
 	tp := newTopic(ns, "legacy", name, "chg-adopt", 2, map[string]busv1.ConfigValue{"retention.ms": "7200000"})
-	create(t, tp)
+	createApproved(t, ns, "chg-adopt", tp)
 	waitTopicReady(t, tp)
 	if tp.Status.TopicID != existing.ID {
 		t.Fatalf("adopted topic ID %s, want the existing %s (nothing may be deleted to adopt)", tp.Status.TopicID, existing.ID)

@@ -74,11 +74,14 @@ type ChangeTicketSpec struct {
 	RequestedBy string `json:"requestedBy"`
 
 	// Covers lists the objects, in this namespace, the ticket authorises.
+	// Each object is named once: the list is keyed by kind and name, which
+	// the API server checks in linear time.
 	// +required
-	// +listType=atomic
+	// +listType=map
+	// +listMapKey=kind
+	// +listMapKey=name
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=100
-	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, a.kind == b.kind && a.name == b.name))",message="covers must not name the same object twice"
 	Covers []CoveredObject `json:"covers"`
 
 	// NotAfter closes the change window: after it the ticket authorises
@@ -119,7 +122,10 @@ type Review struct {
 	// Pinned binds an approval to the specs the reviewer saw: an object
 	// listed here is approved only while its spec hash is unchanged, so an
 	// edit after approval needs a new ticket. `hmsbus approve` fills it in.
-	// An object not listed is approved in any spec for the ticket's window.
+	// When an approval pins nothing (plain kubectl), the operator pins the
+	// covered objects as they are when it first sees the approval
+	// (status.operatorPins). Only with the operator's --approval-mode=window
+	// does an unpinned object count as approved in any spec.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=100
@@ -143,6 +149,26 @@ type PinnedSpec struct {
 	SpecHash string `json:"specHash"`
 }
 
+// OperatorPin is what the operator pinned for an approval that pinned
+// nothing itself.
+type OperatorPin struct {
+	// Reviewer whose approval this completes.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Reviewer string `json:"reviewer"`
+	// Time the operator pinned the specs.
+	// +required
+	Time metav1.Time `json:"time"`
+	// Pinned specs of the covered objects that existed then; covered
+	// objects missing from this list did not exist and are not approved by
+	// this approval.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=100
+	Pinned []PinnedSpec `json:"pinned,omitempty"`
+}
+
 // TicketState summarises a ticket for humans and printer columns.
 // +kubebuilder:validation:Enum=Pending;Approved;Denied;Expired
 type TicketState string
@@ -158,6 +184,7 @@ const (
 // through the status subresource) and what the operator concluded from them.
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.approvals) || (has(self.approvals) && oldSelf.approvals.all(a, a in self.approvals))",message="approvals are append-only: an existing approval cannot be edited or removed"
 // +kubebuilder:validation:XValidation:rule="!has(oldSelf.denial) || (has(self.denial) && self.denial == oldSelf.denial)",message="a denial cannot be edited or withdrawn"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.operatorPins) || (has(self.operatorPins) && oldSelf.operatorPins.all(p, p in self.operatorPins))",message="operator pins are append-only: a recorded pin cannot be edited or removed"
 type ChangeTicketStatus struct {
 	// Approvals recorded by reviewers, one per reviewer, append-only.
 	// +optional
@@ -165,6 +192,16 @@ type ChangeTicketStatus struct {
 	// +listMapKey=reviewer
 	// +kubebuilder:validation:MaxItems=20
 	Approvals []Review `json:"approvals,omitempty"`
+
+	// OperatorPins records, for each approval that pinned nothing, the
+	// specs of the covered objects as the operator found them when it first
+	// saw that approval; the approval approves exactly those. Written by the
+	// operator only, append-only.
+	// +optional
+	// +listType=map
+	// +listMapKey=reviewer
+	// +kubebuilder:validation:MaxItems=20
+	OperatorPins []OperatorPin `json:"operatorPins,omitempty"`
 
 	// Denial, once recorded, ends the ticket for good.
 	// +optional

@@ -35,21 +35,32 @@ const (
 	ReasonTicketNotCovering  = "TicketDoesNotCover"
 	ReasonTicketApproved     = "TicketApproved"
 	ReasonSpecChanged        = "SpecChangedSinceApproval"
-	ReasonBrokerUnavailable  = "BrokerUnavailable"
-	ReasonBrokerRejected     = "BrokerRejected"
-	ReasonConflict           = "Conflict"
-	ReasonPaused             = "Paused"
-	ReasonNotAllowed         = "NotAllowed"
-	ReasonTopicNotReady      = "TopicNotReady"
-	ReasonTopicNotFound      = "TopicNotFound"
-	ReasonDeleting           = "Deleting"
-	ReasonPartitionsAdded    = "PartitionsAddedOutOfBand"
-	ReasonUnmanagedACLs      = "UnmanagedACLs"
-	ReasonPending            = "Pending"
-	ReasonApproved           = "Approved"
-	ReasonDenied             = "Denied"
-	ReasonExpired            = "Expired"
-	ReasonWithinWindow       = "WithinWindow"
+	// ReasonNotReviewed: the ticket's approvals were recorded before the
+	// object existed, so no reviewer saw it.
+	ReasonNotReviewed = "NotReviewed"
+	// ReasonGrantNeedsTicket: what the current state of other objects would
+	// grant differs from what was approved (a Topic recreated, created
+	// later or renamed), and no currently valid ticket covers it.
+	ReasonGrantNeedsTicket  = "GrantNeedsApproval"
+	ReasonBrokerUnavailable = "BrokerUnavailable"
+	// ReasonReconcileError: a step failed for a reason not covered by a
+	// more specific one (the API server refused a write, say); the message
+	// carries the error and the operator retries with back-off.
+	ReasonReconcileError  = "ReconcileError"
+	ReasonBrokerRejected  = "BrokerRejected"
+	ReasonConflict        = "Conflict"
+	ReasonPaused          = "Paused"
+	ReasonNotAllowed      = "NotAllowed"
+	ReasonTopicNotReady   = "TopicNotReady"
+	ReasonTopicNotFound   = "TopicNotFound"
+	ReasonDeleting        = "Deleting"
+	ReasonPartitionsAdded = "PartitionsAddedOutOfBand"
+	ReasonUnmanagedACLs   = "UnmanagedACLs"
+	ReasonPending         = "Pending"
+	ReasonApproved        = "Approved"
+	ReasonDenied          = "Denied"
+	ReasonExpired         = "Expired"
+	ReasonWithinWindow    = "WithinWindow"
 )
 
 // Annotations users set on Topics and Subscriptions.

@@ -30,6 +30,7 @@ func addKnownTypes(s *runtime.Scheme) error {
 		&ChangeTicket{}, &ChangeTicketList{},
 		&Topic{}, &TopicList{},
 		&Subscription{}, &SubscriptionList{},
+		&NameClaim{}, &NameClaimList{},
 	)
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil

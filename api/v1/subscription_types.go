@@ -49,10 +49,13 @@ type CredentialsSpec struct {
 	Mechanism Mechanism `json:"mechanism,omitempty"`
 
 	// SecretName of the Secret the operator writes the credentials into;
-	// defaults to <subscription name>-bus-credentials. Immutable.
+	// defaults to <subscription name>-bus-credentials. Names ending in
+	// -bus-credentials are reserved for those defaults, so no Subscription
+	// can name another's default Secret. Immutable.
 	// +optional
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="!self.endsWith('-bus-credentials')",message="secretName must not end in -bus-credentials: <name>-bus-credentials is the default Secret of the Subscription <name> and is reserved for it; leave secretName out to use this Subscription's own default"
 	SecretName string `json:"secretName,omitempty"`
 }
 
@@ -87,8 +90,11 @@ type SubscriptionSpec struct {
 	// +kubebuilder:default=Consume
 	Role Role `json:"role,omitempty"`
 
-	// ConsumerGroup for role Consume; defaults to <namespace>.<name>.
-	// Immutable.
+	// ConsumerGroup for role Consume; defaults to <namespace>.<name>. A
+	// group belongs to one namespace: it must start with "<namespace>.",
+	// and it is claimed by exactly one Subscription (the first approved),
+	// since members of a group share its committed offsets and split its
+	// events. Immutable.
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=249
@@ -126,6 +132,25 @@ type ACLEntry struct {
 	// Operation: Read, Write, Describe or IdempotentWrite.
 	// +required
 	Operation string `json:"operation"`
+}
+
+// GrantedTopic is one topic a Subscription was granted, as approved.
+type GrantedTopic struct {
+	// Namespace of the Topic object.
+	// +required
+	Namespace string `json:"namespace"`
+	// Name of the Topic object.
+	// +required
+	Name string `json:"name"`
+	// UID of the Topic object when the grant was approved.
+	// +required
+	UID string `json:"uid"`
+	// TopicName on the broker.
+	// +required
+	TopicName string `json:"topicName"`
+	// TopicID on the broker when the grant was last written.
+	// +optional
+	TopicID string `json:"topicID,omitempty"`
 }
 
 // SubscriptionStatus reports the credentials and grants on the broker.
@@ -167,6 +192,27 @@ type SubscriptionStatus struct {
 	// +optional
 	// +listType=atomic
 	Topics []string `json:"topics,omitempty"`
+
+	// GrantedTopics records, for each topic granted, the Topic object it
+	// came from and the broker topic it named when the grant was approved.
+	// A grant follows that Topic object (its UID) and broker name only: a
+	// Topic deleted and recreated, renamed, or narrowing its
+	// allowedNamespaces loses the grant, and granting anything not recorded
+	// here needs a currently valid ticket.
+	// +optional
+	// +listType=atomic
+	GrantedTopics []GrantedTopic `json:"grantedTopics,omitempty"`
+
+	// ApprovedSpecHash is the hash of the spec whose approval the grants
+	// carry (see governance.SpecHash).
+	// +optional
+	ApprovedSpecHash string `json:"approvedSpecHash,omitempty"`
+
+	// SecretUID is the UID of the credentials Secret the operator created.
+	// A Secret of that name with another UID was made by someone else and
+	// is never written to.
+	// +optional
+	SecretUID string `json:"secretUID,omitempty"`
 
 	// TopicsSummary joins Topics for the printer column.
 	// +optional
@@ -223,6 +269,9 @@ type Subscription struct {
 	// +optional
 	Status SubscriptionStatus `json:"status,omitempty"`
 }
+
+// GetConditions gives the controllers' shared bookkeeping the conditions.
+func (s *Subscription) GetConditions() *[]metav1.Condition { return &s.Status.Conditions }
 
 // Principal is the Kafka principal of the Subscription. Namespaces cannot
 // contain dots, so the first dot separates namespace and name and two

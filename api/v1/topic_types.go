@@ -150,6 +150,18 @@ type TopicStatus struct {
 	// +optional
 	AppliedTicket *AppliedTicket `json:"appliedTicket,omitempty"`
 
+	// ApprovedSpecHash is the hash of the spec whose approval the broker
+	// state carries (see governance.SpecHash). A spec with this hash needs
+	// no ticket to be restored after drift; any other spec does.
+	// +optional
+	ApprovedSpecHash string `json:"approvedSpecHash,omitempty"`
+
+	// ClaimedAt is when this Topic claimed its broker topic name. Only the
+	// claim's owner ever creates, alters or deletes the broker topic, and
+	// only it records TopicID.
+	// +optional
+	ClaimedAt *metav1.Time `json:"claimedAt,omitempty"`
+
 	// AllowedNamespaces in force: the approved spec.allowedNamespaces.
 	// Subscriptions from other namespaces are judged against this, so
 	// widening access waits for the Topic's ticket like any other change.
@@ -189,6 +201,9 @@ type Topic struct {
 	// +optional
 	Status TopicStatus `json:"status,omitempty"`
 }
+
+// GetConditions gives the controllers' shared bookkeeping the conditions.
+func (t *Topic) GetConditions() *[]metav1.Condition { return &t.Status.Conditions }
 
 // BrokerTopicName is the name of the topic on the broker.
 func (t *Topic) BrokerTopicName() string {

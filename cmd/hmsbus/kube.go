@@ -61,6 +61,9 @@ func (k *kubeOptions) connect() (client.Client, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	// client-go's default of 5 requests/s would make a person wait on a
+	// command that reads a few dozen objects; kubectl itself allows more.
+	cfg.QPS, cfg.Burst = 50, 100
 	c, err := client.New(cfg, client.Options{Scheme: newScheme()})
 	if err != nil {
 		return nil, "", fmt.Errorf("creating Kubernetes client: %w", err)

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,8 +67,20 @@ func kubeCtx(t *testing.T) context.Context {
 	return ctx
 }
 
-// fileTicket creates a ticket as its requester, as the policy demands.
+// fileTicket creates a ticket as its requester, as the policy demands, and
+// the Topic it covers (once per namespace), since a reviewer approves what
+// exists.
 func fileTicket(t *testing.T, ns, name, requester string) client.ObjectKey {
+	t.Helper()
+	tp := &busv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fee-updated"}, Spec: busv1.TopicSpec{Partitions: 1, ChangeTicket: name}}
+	if err := env.Client.Create(kubeCtx(t), tp); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("creating the covered Topic: %v", err)
+	}
+	return fileTicketOnly(t, ns, name, requester)
+}
+
+// fileTicketOnly creates a ticket without creating what it covers.
+func fileTicketOnly(t *testing.T, ns, name, requester string) client.ObjectKey {
 	t.Helper()
 	tk := &busv1.ChangeTicket{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
@@ -82,7 +96,7 @@ func fileTicket(t *testing.T, ns, name, requester string) client.ObjectKey {
 	return client.ObjectKeyFromObject(tk)
 }
 
-func review(user, comment string) busv1.Review {
+func reviewBy(user, comment string) busv1.Review {
 	return busv1.Review{Reviewer: user, Time: metav1.Now(), Comment: comment}
 }
 
@@ -117,7 +131,7 @@ func TestApprove(t *testing.T) {
 	key := fileTicket(t, ns, "chg-1", "alice")
 	ctx := kubeCtx(t)
 
-	msg, err := approveTicket(ctx, as(t, "bob"), key, review("bob", "looks right"))
+	msg, err := approveTicket(ctx, as(t, "bob"), key, reviewBy("bob", "looks right"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,11 +143,11 @@ func TestApprove(t *testing.T) {
 		t.Fatalf("approvals = %+v", tk.Status.Approvals)
 	}
 
-	if !strings.Contains(msg, "not pinned, since they do not exist yet") || !strings.Contains(msg, "Topic fee-updated") {
-		t.Errorf("the message must say which covered objects could not be pinned: %q", msg)
+	if !strings.Contains(msg, "pinned the spec of 1 object(s)") || strings.Contains(msg, "do not exist yet") {
+		t.Errorf("the message must say what the approval pinned: %q", msg)
 	}
 
-	msg, err = approveTicket(ctx, as(t, "bob"), key, review("bob", "again"))
+	msg, err = approveTicket(ctx, as(t, "bob"), key, reviewBy("bob", "again"))
 	if err != nil || !strings.Contains(msg, "bob already approved") {
 		t.Fatalf("second approval: %q, %v", msg, err)
 	}
@@ -145,14 +159,14 @@ func TestApprove(t *testing.T) {
 func TestApproveRejectedByPolicyShowsItsMessage(t *testing.T) {
 	ns := env.NamespaceT(t, "four-eyes")
 	own := fileTicket(t, ns, "chg-own", "dave")
-	_, err := approveTicket(kubeCtx(t), as(t, "dave"), own, review("dave", ""))
+	_, err := approveTicket(kubeCtx(t), as(t, "dave"), own, reviewBy("dave", ""))
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "rejected by the API server") || !strings.Contains(err.Error(), "four-eyes") {
 		t.Fatalf("self-approval: err = %v; want the policy's four-eyes refusal", err)
 	}
 
 	// A requester may not write ticket status at all (RBAC, not the policy).
 	other := fileTicket(t, ns, "chg-other", "dave")
-	_, err = approveTicket(kubeCtx(t), as(t, "alice"), other, review("alice", ""))
+	_, err = approveTicket(kubeCtx(t), as(t, "alice"), other, reviewBy("alice", ""))
 	if !apierrors.IsForbidden(err) {
 		t.Fatalf("approval by a requester: err = %v; want Forbidden", err)
 	}
@@ -169,7 +183,7 @@ func TestConcurrentApprovalsAreBothKept(t *testing.T) {
 	errs := make([]error, 2)
 	for i, user := range []string{"bob", "carol"} {
 		wg.Go(func() {
-			_, errs[i] = approveTicket(ctx, as(t, user), key, review(user, ""))
+			_, errs[i] = approveTicket(ctx, as(t, user), key, reviewBy(user, ""))
 		})
 	}
 	wg.Wait()
@@ -215,11 +229,11 @@ func TestApprovalRetriesOnConflict(t *testing.T) {
 	key := fileTicket(t, ns, "chg-6", "alice")
 	ctx := kubeCtx(t)
 	c := &racingClient{Client: as(t, "bob"), interleave: func() {
-		if _, err := approveTicket(ctx, as(t, "carol"), key, review("carol", "")); err != nil {
+		if _, err := approveTicket(ctx, as(t, "carol"), key, reviewBy("carol", "")); err != nil {
 			t.Errorf("carol's approval: %v", err)
 		}
 	}}
-	if _, err := approveTicket(ctx, c, key, review("bob", "")); err != nil {
+	if _, err := approveTicket(ctx, c, key, reviewBy("bob", "")); err != nil {
 		t.Fatal(err)
 	}
 	if c.patches != 2 {
@@ -234,13 +248,13 @@ func TestDenyEndsTheTicket(t *testing.T) {
 	ns := env.NamespaceT(t, "deny")
 	key := fileTicket(t, ns, "chg-3", "alice")
 	ctx := kubeCtx(t)
-	if _, err := denyTicket(ctx, as(t, "carol"), key, review("carol", "retention too long")); err != nil {
+	if _, err := denyTicket(ctx, as(t, "carol"), key, reviewBy("carol", "retention too long")); err != nil {
 		t.Fatal(err)
 	}
 	if d := getTicket(t, key).Status.Denial; d == nil || d.Reviewer != "carol" || d.Comment != "retention too long" {
 		t.Fatalf("denial = %+v", d)
 	}
-	_, err := approveTicket(ctx, as(t, "bob"), key, review("bob", ""))
+	_, err := approveTicket(ctx, as(t, "bob"), key, reviewBy("bob", ""))
 	if err == nil || !strings.Contains(err.Error(), "denied by carol") {
 		t.Fatalf("approving a denied ticket: err = %v", err)
 	}
@@ -385,7 +399,7 @@ func TestApprovePinsTheSpecsItApproves(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := fileTicket(t, ns, "chg-1", "alice")
-	msg, err := approveTicket(ctx, as(t, "bob"), key, review("bob", ""))
+	msg, err := approveTicket(ctx, as(t, "bob"), key, reviewBy("bob", ""))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,5 +418,78 @@ func TestApprovePinsTheSpecsItApproves(t *testing.T) {
 	pins := getTicket(t, key).Status.Approvals[0].Pinned
 	if len(pins) != 1 || pins[0].Kind != busv1.KindTopic || pins[0].Name != "fee-updated" || pins[0].SpecHash != want {
 		t.Fatalf("pins = %+v, want %s", pins, want)
+	}
+}
+
+// countingClient counts the reads a command makes.
+type countingClient struct {
+	client.Client
+	gets, lists atomic.Int32
+}
+
+func (c *countingClient) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets.Add(1)
+	return c.Client.Get(ctx, key, obj, opts...)
+}
+
+func (c *countingClient) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	c.lists.Add(1)
+	return c.Client.List(ctx, list, opts...)
+}
+
+// TestApproveReadsEachKindOnce: a reviewer approving a ticket of 100 objects
+// waits for a handful of requests, not one per object.
+func TestApproveReadsEachKindOnce(t *testing.T) {
+	ns := env.NamespaceT(t, "big")
+	ctx := kubeCtx(t)
+	var covered []busv1.CoveredObject
+	for i := range 100 {
+		kind := busv1.KindTopic
+		var obj client.Object = &busv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("t-%03d", i)}, Spec: busv1.TopicSpec{Partitions: 1, ChangeTicket: "chg-big"}}
+		if i%2 == 1 {
+			kind = busv1.KindSubscription
+			obj = &busv1.Subscription{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("s-%03d", i)},
+				Spec: busv1.SubscriptionSpec{Topics: []busv1.TopicReference{{Name: "t-000"}}, ChangeTicket: "chg-big"}}
+		}
+		if i < 98 { // the last two do not exist yet
+			if err := as(t, "alice").Create(ctx, obj); err != nil {
+				t.Fatal(err)
+			}
+		}
+		covered = append(covered, busv1.CoveredObject{Kind: kind, Name: obj.GetName()})
+	}
+	tk := &busv1.ChangeTicket{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "chg-big"},
+		Spec:       busv1.ChangeTicketSpec{Reference: "CHG-BIG", Summary: "a big change", RequestedBy: "alice", Covers: covered, NotAfter: metav1.NewTime(time.Now().Add(time.Hour))},
+	}
+	if err := as(t, "alice").Create(ctx, tk); err != nil {
+		t.Fatal(err)
+	}
+	c := &countingClient{Client: as(t, "bob")}
+	msg, err := approveTicket(ctx, c, client.ObjectKeyFromObject(tk), reviewBy("bob", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(msg, "pinned the spec of 98 object(s)") || !strings.Contains(msg, "not approved by this review, since they do not exist yet: Topic t-098, Subscription s-099") {
+		t.Fatalf("message = %q", msg)
+	}
+	if g, l := c.gets.Load(), c.lists.Load(); g > 2 || l > 2 {
+		t.Fatalf("approving 100 objects took %d gets and %d lists; want the ticket read once and each kind listed once", g, l)
+	}
+	if pins := getTicket(t, client.ObjectKeyFromObject(tk)).Status.Approvals[0].Pinned; len(pins) != 98 {
+		t.Fatalf("%d pins, want 98", len(pins))
+	}
+}
+
+// TestApproveRefusesATicketWithNothingToApprove: nothing it covers exists.
+func TestApproveRefusesATicketWithNothingToApprove(t *testing.T) {
+	ns := env.NamespaceT(t, "empty")
+	key := fileTicketOnly(t, ns, "chg-empty", "alice")
+	_, err := approveTicket(kubeCtx(t), as(t, "bob"), key, reviewBy("bob", ""))
+	if err == nil || !strings.Contains(err.Error(), "none of the objects it covers exists yet (Topic fee-updated)") {
+		t.Fatalf("err = %v", err)
+	}
+	if len(getTicket(t, key).Status.Approvals) != 0 {
+		t.Fatal("an approval was recorded")
 	}
 }

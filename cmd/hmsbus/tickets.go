@@ -163,16 +163,18 @@ func pendingChanges(b *bytes.Buffer, v *ticketView, now time.Time) {
 	}
 }
 
-// editedSinceApproval lists, for approved tickets, covered objects whose
-// spec no longer matches what a reviewer pinned: they wait for a new
-// ticket (reason SpecChangedSinceApproval), and the requester should know.
+// editedSinceApproval lists, for approved tickets, the covered objects that
+// the approvals do not approve as they are now: edited after a reviewer (or
+// the operator, for an approval without pins) pinned their spec, or created
+// after the approval. They wait for a new ticket (reasons
+// SpecChangedSinceApproval and NotReviewed), and the requester should know.
 func editedSinceApproval(b *bytes.Buffer, v *ticketView, now time.Time) {
 	for i := range v.tickets {
 		t := &v.tickets[i]
 		if ticketState(t, now) != busv1.TicketApproved {
 			continue
 		}
-		var edited []string
+		var edited, unreviewed []string
 		for _, c := range t.Spec.Covers {
 			key := client.ObjectKey{Namespace: t.Namespace, Name: c.Name}
 			var spec any
@@ -188,30 +190,54 @@ func editedSinceApproval(b *bytes.Buffer, v *ticketView, now time.Time) {
 			if err != nil {
 				continue
 			}
-			if pinnedElsewhere(t, c, hash) {
+			switch pinState(t, c, hash) {
+			case pinOther:
 				edited = append(edited, fmt.Sprintf("%s %s", c.Kind, c.Name))
+			case pinMissing:
+				unreviewed = append(unreviewed, fmt.Sprintf("%s %s", c.Kind, c.Name))
 			}
 		}
-		if len(edited) == 0 {
-			continue
+		if len(edited) > 0 {
+			fmt.Fprintf(b, "\n%s/%s (%s) is approved, but these were edited after their spec was pinned by the approval; they wait for a new ticket:\n", t.Namespace, t.Name, t.Spec.Reference)
+			for _, e := range edited {
+				b.WriteString("  " + e + "\n")
+			}
 		}
-		fmt.Fprintf(b, "\n%s/%s (%s) is approved, but these were edited after a reviewer pinned their spec; they wait for a new ticket:\n", t.Namespace, t.Name, t.Spec.Reference)
-		for _, e := range edited {
-			b.WriteString("  " + e + "\n")
+		if len(unreviewed) > 0 {
+			fmt.Fprintf(b, "\n%s/%s (%s) is approved, but these did not exist when it was approved, so no reviewer saw them; they need a new review:\n", t.Namespace, t.Name, t.Spec.Reference)
+			for _, e := range unreviewed {
+				b.WriteString("  " + e + "\n")
+			}
 		}
 	}
 }
 
-// pinnedElsewhere reports whether an approval pinned another spec of c.
-func pinnedElsewhere(t *busv1.ChangeTicket, c busv1.CoveredObject, hash string) bool {
+// What the approvals of a ticket pinned of one covered object.
+const (
+	pinNone    = iota // nothing pinned yet (an approval the operator has not pinned)
+	pinSame           // an approval pinned this very spec
+	pinOther          // approvals pinned another spec only
+	pinMissing        // approvals pinned other objects, not this one
+)
+
+func pinState(t *busv1.ChangeTicket, c busv1.CoveredObject, hash string) int {
+	state := pinNone
 	for _, a := range t.Status.Approvals {
-		for _, p := range a.Pinned {
-			if p.Kind == c.Kind && p.Name == c.Name && p.SpecHash != hash {
-				return true
-			}
+		pins, pinned := governance.PinsOf(t, a)
+		if !pinned {
+			continue
+		}
+		i := slices.IndexFunc(pins, func(p busv1.PinnedSpec) bool { return p.Kind == c.Kind && p.Name == c.Name })
+		switch {
+		case i >= 0 && pins[i].SpecHash == hash:
+			return pinSame
+		case i >= 0:
+			state = pinOther
+		case state == pinNone:
+			state = pinMissing
 		}
 	}
-	return false
+	return state
 }
 
 // ticketState is the operator's verdict; before the operator has looked,

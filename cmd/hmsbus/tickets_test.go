@@ -283,8 +283,43 @@ func TestRenderTicketsShowsEditsAfterPinnedApproval(t *testing.T) {
 	if err := renderTickets(&out, view(edited), now, false); err != nil {
 		t.Fatal(err)
 	}
-	want := "fees/chg-9 (CHG-9) is approved, but these were edited after a reviewer pinned their spec; they wait for a new ticket:\n  Topic fee-updated\n"
+	want := "fees/chg-9 (CHG-9) is approved, but these were edited after their spec was pinned by the approval; they wait for a new ticket:\n  Topic fee-updated\n"
 	if !strings.Contains(out.String(), want) {
 		t.Fatalf("got:\n%s\nwant it to contain:\n%s", out.String(), want)
 	}
+}
+
+func TestRenderTicketsShowsObjectsCreatedAfterApproval(t *testing.T) {
+	spec := busv1.TopicSpec{Partitions: 1, ChangeTicket: "chg-9"}
+	tk := ticket("fees", "chg-9", "CHG-9", func(t *busv1.ChangeTicket) {
+		t.Spec.Covers = []busv1.CoveredObject{{Kind: busv1.KindTopic, Name: "early"}, {Kind: busv1.KindTopic, Name: "late"}}
+		// Approved with plain kubectl; the operator pinned what existed.
+		t.Status = busv1.ChangeTicketStatus{State: busv1.TicketApproved, ObservedGeneration: 1, ValidApprovals: 1, RequiredApprovals: 1,
+			Approvals:    []busv1.Review{{Reviewer: "bob"}},
+			OperatorPins: []busv1.OperatorPin{{Reviewer: "bob", Pinned: []busv1.PinnedSpec{{Kind: busv1.KindTopic, Name: "early", SpecHash: mustHash(spec)}}}}}
+	})
+	v := &ticketView{
+		tickets: []busv1.ChangeTicket{tk},
+		topics: map[client.ObjectKey]*busv1.Topic{
+			{Namespace: "fees", Name: "early"}: topic("fees", "early", spec, busv1.TopicStatus{}),
+			{Namespace: "fees", Name: "late"}:  topic("fees", "late", spec, busv1.TopicStatus{}),
+		},
+		subs: map[client.ObjectKey]*busv1.Subscription{},
+	}
+	var out bytes.Buffer
+	if err := renderTickets(&out, v, now, false); err != nil {
+		t.Fatal(err)
+	}
+	want := "fees/chg-9 (CHG-9) is approved, but these did not exist when it was approved, so no reviewer saw them; they need a new review:\n  Topic late\n"
+	if !strings.Contains(out.String(), want) || strings.Contains(out.String(), "  Topic early\n") {
+		t.Fatalf("got:\n%s\nwant it to contain only late:\n%s", out.String(), want)
+	}
+}
+
+func mustHash(spec any) string {
+	h, err := governance.SpecHash(spec)
+	if err != nil {
+		panic(err)
+	}
+	return h
 }

@@ -16,21 +16,49 @@ import (
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
 )
 
+// ApprovalMode says what an approval approves.
+type ApprovalMode string
+
+const (
+	// ApprovalPinned (the default): an approval approves the covered
+	// objects exactly as they were when it was recorded. The reviewer's
+	// pins say so; for an approval without pins the operator pins what
+	// existed when it first saw the approval (status.operatorPins). An
+	// object edited afterwards, or created afterwards, is not approved.
+	ApprovalPinned ApprovalMode = "pinned"
+	// ApprovalWindow: an approval without pins approves any spec of the
+	// covered objects until the ticket's window closes. Reviewer pins still
+	// bind. This trusts the requester not to change an approved object
+	// after the review.
+	ApprovalWindow ApprovalMode = "window"
+)
+
+// ParseApprovalMode reads an --approval-mode value.
+func ParseApprovalMode(s string) (ApprovalMode, error) {
+	switch m := ApprovalMode(strings.ToLower(strings.TrimSpace(s))); m {
+	case ApprovalPinned, ApprovalWindow:
+		return m, nil
+	case "":
+		return ApprovalPinned, nil
+	}
+	return "", fmt.Errorf("approval mode %q: want %s or %s", s, ApprovalPinned, ApprovalWindow)
+}
+
 // Policy is the operator-wide governance policy.
 type Policy struct {
 	// MinApprovals raises every ticket's required approvals to at least this.
 	MinApprovals int32
 	// MaxWindow caps a ticket's change window, counted from its creation.
 	MaxWindow time.Duration
-	// RequirePinned counts only approvals that pin the object's spec
-	// (Review.Pinned), so every approved change is exactly what a reviewer
-	// saw. Without it an unpinned approval approves any spec of the object
-	// for the ticket's window.
-	RequirePinned bool
+	// Mode says what an approval approves; the zero value is ApprovalPinned.
+	Mode ApprovalMode
 }
 
+// Pinned reports whether approvals bind the specs they saw.
+func (p Policy) Pinned() bool { return p.Mode != ApprovalWindow }
+
 // DefaultPolicy is used when the operator is given no flags.
-var DefaultPolicy = Policy{MinApprovals: 1, MaxWindow: 30 * 24 * time.Hour}
+var DefaultPolicy = Policy{MinApprovals: 1, MaxWindow: 30 * 24 * time.Hour, Mode: ApprovalPinned}
 
 // Assessment is what a ticket amounts to at a moment.
 type Assessment struct {
@@ -131,6 +159,9 @@ type Decision struct {
 	Ticket *busv1.AppliedTicket
 	// ExpiresAt is when an allowing decision lapses by itself.
 	ExpiresAt time.Time
+	// SpecHash is the hash of the spec the decision is about: what an
+	// allowing decision approved.
+	SpecHash string
 }
 
 // TicketKey splits a ticket reference into namespace and name; a bare name
@@ -145,6 +176,12 @@ func TicketKey(objNamespace, ref string) (namespace, name string) {
 // Evaluate decides whether ticket (nil when it does not exist) authorises
 // the subject now. It is the single answer every controller uses.
 func Evaluate(ticket *busv1.ChangeTicket, s Subject, p Policy, namespaceMin int32, now time.Time) Decision {
+	d := evaluate(ticket, s, p, namespaceMin, now)
+	d.SpecHash = s.SpecHash
+	return d
+}
+
+func evaluate(ticket *busv1.ChangeTicket, s Subject, p Policy, namespaceMin int32, now time.Time) Decision {
 	ns, name := TicketKey(s.Namespace, s.TicketRef)
 	switch {
 	case strings.TrimSpace(s.TicketRef) == "":
@@ -166,16 +203,20 @@ func Evaluate(ticket *busv1.ChangeTicket, s Subject, p Policy, namespaceMin int3
 	case busv1.TicketPending:
 		return deny(busv1.ReasonAwaitingApproval, fmt.Sprintf("ChangeTicket %s (%s) awaits approval: %s", ticket.Name, ticket.Spec.Reference, a.Message))
 	}
-	approvers, changed, unpinned := approvalsFor(ticket, a.ApprovedBy, s, p)
-	if int32(len(approvers)) < a.RequiredApprovals {
+	m := approvalsFor(ticket, a.ApprovedBy, s, p)
+	if int32(len(m.approvers)) < a.RequiredApprovals {
+		ref := fmt.Sprintf("ChangeTicket %s (%s)", ticket.Name, ticket.Spec.Reference)
 		switch {
-		case changed > 0:
-			return deny(busv1.ReasonSpecChanged, fmt.Sprintf("the spec of %s %s changed after it was approved under ChangeTicket %s (%s); an approval covers the spec the reviewer saw, so file a new ChangeTicket for this change", s.Kind, s.Name, ticket.Name, ticket.Spec.Reference))
-		case unpinned > 0:
-			return deny(busv1.ReasonAwaitingApproval, fmt.Sprintf("ChangeTicket %s (%s) has approvals that do not pin the spec of %s %s, and the operator requires pinned approvals: approve with `hmsbus approve`", ticket.Name, ticket.Spec.Reference, s.Kind, s.Name))
+		case len(m.changed) > 0:
+			return deny(busv1.ReasonSpecChanged, fmt.Sprintf("the spec of %s %s changed after %s approved it under %s; an approval covers the spec the reviewer saw, so file a new ChangeTicket for this change", s.Kind, s.Name, strings.Join(m.changed, ", "), ref))
+		case len(m.notReviewed) > 0:
+			return deny(busv1.ReasonNotReviewed, fmt.Sprintf("%s %s did not exist when %s approved %s, so that approval does not cover it: a reviewer approves what exists; ask for a new review or file a new ChangeTicket", s.Kind, s.Name, strings.Join(m.notReviewed, ", "), ref))
+		case len(m.awaitingPin) > 0:
+			return deny(busv1.ReasonAwaitingApproval, fmt.Sprintf("%s: the operator is pinning the specs approved by %s", ref, strings.Join(m.awaitingPin, ", ")))
 		}
-		return deny(busv1.ReasonAwaitingApproval, fmt.Sprintf("ChangeTicket %s (%s) awaits approval: %d of %d approvals", ticket.Name, ticket.Spec.Reference, len(approvers), a.RequiredApprovals))
+		return deny(busv1.ReasonAwaitingApproval, fmt.Sprintf("%s awaits approval: %d of %d approvals", ref, len(m.approvers), a.RequiredApprovals))
 	}
+	approvers := m.approvers
 	return Decision{
 		Allowed: true,
 		Reason:  busv1.ReasonTicketApproved,
@@ -189,27 +230,80 @@ func Evaluate(ticket *busv1.ChangeTicket, s Subject, p Policy, namespaceMin int3
 	}
 }
 
-// approvalsFor returns the approvers whose approval holds for the subject's
-// current spec, and counts the approvals that pinned another spec
-// (changed) or none when pins are required (unpinned).
-func approvalsFor(t *busv1.ChangeTicket, valid []string, s Subject, p Policy) (approvers []string, changed, unpinned int) {
+// approvalMatch sorts the valid approvals of a ticket by what they say of
+// one subject's current spec.
+type approvalMatch struct {
+	// approvers approved exactly this spec.
+	approvers []string
+	// changed approved another spec of the subject.
+	changed []string
+	// notReviewed approved the ticket when the subject did not exist.
+	notReviewed []string
+	// awaitingPin approved without pins, and the operator has not recorded
+	// what existed at that moment yet.
+	awaitingPin []string
+}
+
+// approvalsFor matches each valid approval's pins (the reviewer's own, or
+// else the operator's for that approval) against the subject's spec.
+func approvalsFor(t *busv1.ChangeTicket, valid []string, s Subject, p Policy) approvalMatch {
+	var m approvalMatch
 	for _, r := range t.Status.Approvals {
-		if !slices.Contains(valid, r.Reviewer) || slices.Contains(approvers, r.Reviewer) {
+		if !slices.Contains(valid, r.Reviewer) || slices.Contains(m.approvers, r.Reviewer) {
 			continue
 		}
-		i := slices.IndexFunc(r.Pinned, func(ps busv1.PinnedSpec) bool { return ps.Kind == s.Kind && ps.Name == s.Name })
+		pins, pinned := PinsOf(t, r)
+		if !pinned {
+			if p.Pinned() {
+				m.awaitingPin = append(m.awaitingPin, r.Reviewer)
+			} else {
+				m.approvers = append(m.approvers, r.Reviewer)
+			}
+			continue
+		}
+		i := slices.IndexFunc(pins, func(ps busv1.PinnedSpec) bool { return ps.Kind == s.Kind && ps.Name == s.Name })
 		switch {
-		case i >= 0 && r.Pinned[i].SpecHash == s.SpecHash:
-			approvers = append(approvers, r.Reviewer)
+		case i >= 0 && pins[i].SpecHash == s.SpecHash:
+			m.approvers = append(m.approvers, r.Reviewer)
 		case i >= 0:
-			changed++
-		case p.RequirePinned:
-			unpinned++
+			m.changed = append(m.changed, r.Reviewer)
+		case p.Pinned():
+			m.notReviewed = append(m.notReviewed, r.Reviewer)
 		default:
-			approvers = append(approvers, r.Reviewer)
+			// Window mode: the reviewer pinned other objects, not this
+			// one, which is approved in any spec for the window.
+			m.approvers = append(m.approvers, r.Reviewer)
 		}
 	}
-	return approvers, changed, unpinned
+	return m
+}
+
+// PinsOf returns the specs an approval binds: the reviewer's pins, or, for
+// an approval that pinned nothing, what the operator pinned when it first
+// saw it. pinned is false when neither exists yet.
+func PinsOf(t *busv1.ChangeTicket, r busv1.Review) (pins []busv1.PinnedSpec, pinned bool) {
+	if len(r.Pinned) > 0 {
+		return r.Pinned, true
+	}
+	for _, op := range t.Status.OperatorPins {
+		if op.Reviewer == r.Reviewer {
+			return op.Pinned, true
+		}
+	}
+	return nil, false
+}
+
+// NeedsOperatorPin lists the reviewers whose approvals pin nothing and have
+// no operator pins yet: in pinned mode the operator records, for each, the
+// covered specs as they are now.
+func NeedsOperatorPin(t *busv1.ChangeTicket) []string {
+	var out []string
+	for _, r := range t.Status.Approvals {
+		if _, pinned := PinsOf(t, r); !pinned {
+			out = append(out, r.Reviewer)
+		}
+	}
+	return out
 }
 
 func covers(t *busv1.ChangeTicket, s Subject) bool {

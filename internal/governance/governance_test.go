@@ -34,11 +34,28 @@ func ticket(opts ...ticketOpt) *busv1.ChangeTicket {
 	return t
 }
 
+// approvedBy records approvals that pin the default subject (Topic
+// fee-updated with an empty spec hash), as `hmsbus approve` would.
 func approvedBy(users ...string) ticketOpt {
 	return func(t *busv1.ChangeTicket) {
 		for i, u := range users {
-			t.Status.Approvals = append(t.Status.Approvals, busv1.Review{Reviewer: u, Time: metav1.NewTime(created.Add(time.Duration(i+1) * time.Minute))})
+			t.Status.Approvals = append(t.Status.Approvals, busv1.Review{Reviewer: u, Time: metav1.NewTime(created.Add(time.Duration(i+1) * time.Minute)),
+				Pinned: []busv1.PinnedSpec{{Kind: busv1.KindTopic, Name: "fee-updated"}}})
 		}
+	}
+}
+
+// unpinnedApproval records an approval without pins, as plain kubectl would.
+func unpinnedApproval(user string) ticketOpt {
+	return func(t *busv1.ChangeTicket) {
+		t.Status.Approvals = append(t.Status.Approvals, busv1.Review{Reviewer: user, Time: metav1.NewTime(created.Add(time.Minute))})
+	}
+}
+
+// operatorPinned records the operator's pins for an unpinned approval.
+func operatorPinned(user string, pins ...busv1.PinnedSpec) ticketOpt {
+	return func(t *busv1.ChangeTicket) {
+		t.Status.OperatorPins = append(t.Status.OperatorPins, busv1.OperatorPin{Reviewer: user, Time: metav1.NewTime(created.Add(2 * time.Minute)), Pinned: pins})
 	}
 }
 
@@ -192,9 +209,16 @@ func TestEvaluatePinnedApprovals(t *testing.T) {
 	}{
 		{name: "pinned spec unchanged", ticket: ticket(pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(seen), allowed: true, reason: busv1.ReasonTicketApproved},
 		{name: "spec edited after a pinned approval", ticket: ticket(pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(edited), reason: busv1.ReasonSpecChanged, msg: "file a new ChangeTicket"},
-		{name: "pin of another object leaves this one unpinned", ticket: ticket(pinnedApproval("rita", pin(busv1.KindSubscription, "fee-updated", seen))), subject: subject(edited), allowed: true, reason: busv1.ReasonTicketApproved},
-		{name: "unpinned approval under the strict policy", ticket: ticket(approvedBy("rita")), subject: subject(seen), policy: Policy{RequirePinned: true}, reason: busv1.ReasonAwaitingApproval, msg: "requires pinned approvals"},
-		{name: "pinned approval under the strict policy", ticket: ticket(pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(seen), policy: Policy{RequirePinned: true}, allowed: true, reason: busv1.ReasonTicketApproved},
+		{name: "object the reviewer did not pin is not approved", ticket: ticket(pinnedApproval("rita", pin(busv1.KindSubscription, "fee-updated", seen))), subject: subject(edited), reason: busv1.ReasonNotReviewed, msg: "did not exist when rita approved"},
+		{name: "window mode: object the reviewer did not pin is approved in any spec", ticket: ticket(pinnedApproval("rita", pin(busv1.KindSubscription, "fee-updated", seen))), subject: subject(edited), policy: Policy{Mode: ApprovalWindow}, allowed: true, reason: busv1.ReasonTicketApproved},
+		{name: "window mode: reviewer pins still bind", ticket: ticket(pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(edited), policy: Policy{Mode: ApprovalWindow}, reason: busv1.ReasonSpecChanged},
+		{name: "unpinned approval waits for the operator's pins", ticket: ticket(unpinnedApproval("rita")), subject: subject(seen), reason: busv1.ReasonAwaitingApproval, msg: "operator is pinning the specs approved by rita"},
+		{name: "unpinned approval with operator pins of this spec", ticket: ticket(unpinnedApproval("rita"), operatorPinned("rita", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(seen), allowed: true, reason: busv1.ReasonTicketApproved},
+		{name: "unpinned approval, object edited after the operator pinned it", ticket: ticket(unpinnedApproval("rita"), operatorPinned("rita", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(edited), reason: busv1.ReasonSpecChanged},
+		{name: "unpinned approval, object created after the operator pinned", ticket: ticket(unpinnedApproval("rita"), operatorPinned("rita")), subject: subject(seen), reason: busv1.ReasonNotReviewed},
+		{name: "reviewer pins win over operator pins", ticket: ticket(pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen)), operatorPinned("rita", pin(busv1.KindTopic, "fee-updated", edited))), subject: subject(seen), allowed: true, reason: busv1.ReasonTicketApproved},
+		{name: "window mode: unpinned approval approves any spec", ticket: ticket(unpinnedApproval("rita")), subject: subject(edited), policy: Policy{Mode: ApprovalWindow}, allowed: true, reason: busv1.ReasonTicketApproved},
+		{name: "operator pins of another reviewer do not count", ticket: ticket(unpinnedApproval("rita"), operatorPinned("raj", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(seen), reason: busv1.ReasonAwaitingApproval},
 		{name: "one of two approvals saw another spec", ticket: ticket(required(2), pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen)), pinnedApproval("raj", pin(busv1.KindTopic, "fee-updated", edited))), subject: subject(edited), reason: busv1.ReasonSpecChanged},
 		{name: "two approvals of the same spec", ticket: ticket(required(2), pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen)), pinnedApproval("raj", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(seen), allowed: true, reason: busv1.ReasonTicketApproved},
 	}
@@ -222,5 +246,27 @@ func TestSpecHashIsStableAndSensitive(t *testing.T) {
 	b.Partitions = 4
 	if hc, _ := SpecHash(b); hc == ha {
 		t.Fatal("a changed spec kept its hash")
+	}
+}
+
+func TestParseApprovalMode(t *testing.T) {
+	for in, want := range map[string]ApprovalMode{"": ApprovalPinned, "pinned": ApprovalPinned, " Window ": ApprovalWindow} {
+		if got, err := ParseApprovalMode(in); err != nil || got != want {
+			t.Errorf("%q: got %s, %v; want %s", in, got, err, want)
+		}
+	}
+	if _, err := ParseApprovalMode("loose"); err == nil || !strings.Contains(err.Error(), "want pinned or window") {
+		t.Errorf("loose: %v", err)
+	}
+}
+
+func TestNeedsOperatorPin(t *testing.T) {
+	tk := ticket(unpinnedApproval("rita"), pinnedApproval("raj", pin(busv1.KindTopic, "fee-updated", "sha256:aa")))
+	if got := NeedsOperatorPin(tk); len(got) != 1 || got[0] != "rita" {
+		t.Fatalf("got %v, want [rita]", got)
+	}
+	operatorPinned("rita")(tk)
+	if got := NeedsOperatorPin(tk); len(got) != 0 {
+		t.Fatalf("after the operator pinned: got %v", got)
 	}
 }

@@ -120,7 +120,7 @@ func New(rc *rest.Config, cfg Config) (manager.Manager, *kafka.Client, error) {
 
 	setups := []interface{ SetupWithManager(ctrl.Manager) error }{
 		&controllers.ChangeTicketReconciler{Client: mgr.GetClient(), Options: opts},
-		&controllers.TopicReconciler{Client: mgr.GetClient(), Admin: admin, Audit: rec, Events: events, Options: opts, MaxConcurrentReconciles: cfg.MaxConcurrentReconciles},
+		&controllers.TopicReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Admin: admin, Audit: rec, Events: events, Options: opts, MaxConcurrentReconciles: cfg.MaxConcurrentReconciles},
 		&controllers.SubscriptionReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Admin: admin, Audit: rec, Events: events, Options: opts,
 			ClientBootstrap: cfg.ClientBootstrap, ClientTLS: cfg.Kafka.TLS != nil, ClientCA: cfg.ClientCA, MaxConcurrentReconciles: cfg.MaxConcurrentReconciles},
 	}

@@ -1,6 +1,7 @@
 package integration
 
 import (
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -155,8 +156,25 @@ func TestReviewerCannotWriteOperatorFields(t *testing.T) {
 			Message: "forged", LastTransitionTime: metav1.Now(),
 		}}
 	}
+	forgePins := func(s *busv1.ChangeTicketStatus) {
+		s.Approvals = append(s.Approvals, review(bob))
+		s.OperatorPins = []busv1.OperatorPin{{Reviewer: bob, Time: metav1.Now(), Pinned: []busv1.PinnedSpec{{Kind: busv1.KindTopic, Name: "anything", SpecHash: "sha256:" + strings.Repeat("0", 64)}}}}
+	}
 	wantForbidden(t, updateStatus(t, as(t, bob), tk, forgeState), want)
 	wantForbidden(t, updateStatus(t, as(t, bob), tk, forgeCondition), want)
+	wantForbidden(t, updateStatus(t, as(t, bob), tk, forgePins), want)
+}
+
+// Operator pins, once written, are kept: nobody (the operator included) can
+// rewrite what an approval was pinned to.
+func TestOperatorPinsAreAppendOnly(t *testing.T) {
+	tk := createTicket(t, alice)
+	pin := busv1.OperatorPin{Reviewer: bob, Time: metav1.Now(), Pinned: []busv1.PinnedSpec{{Kind: busv1.KindTopic, Name: "fee-updated", SpecHash: "sha256:" + strings.Repeat("a", 64)}}}
+	mustSucceed(t, updateStatus(t, env.Client, tk, func(s *busv1.ChangeTicketStatus) { s.OperatorPins = []busv1.OperatorPin{pin} }), "recording an operator pin")
+	rewrite := func(s *busv1.ChangeTicketStatus) { s.OperatorPins[0].Pinned[0].SpecHash = "sha256:" + strings.Repeat("b", 64) }
+	wantInvalid(t, updateStatus(t, env.Client, tk, rewrite), "operator pins are append-only")
+	drop := func(s *busv1.ChangeTicketStatus) { s.OperatorPins = nil }
+	wantInvalid(t, updateStatus(t, env.Client, tk, drop), "operator pins are append-only")
 }
 
 // With a status subresource the main resource ignores status, so a

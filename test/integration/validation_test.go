@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -101,6 +103,31 @@ func TestSubscriptionValidation(t *testing.T) {
 		}
 		wantInvalid(t, c.Create(testContext(t), s), "must have at most 100 items")
 	})
+	t.Run("another Subscription's default Secret", func(t *testing.T) {
+		s := newSubscription(ns, "squatter")
+		s.Spec.Credentials = &busv1.CredentialsSpec{SecretName: "payment-bus-credentials"}
+		wantInvalid(t, c.Create(testContext(t), s), "secretName must not end in -bus-credentials")
+	})
+	t.Run("its own default Secret named explicitly", func(t *testing.T) {
+		s := newSubscription(ns, "payment")
+		s.Spec.Credentials = &busv1.CredentialsSpec{SecretName: "payment-bus-credentials"}
+		wantInvalid(t, c.Create(testContext(t), s), "leave secretName out to use this Subscription's own default")
+	})
+	t.Run("a consumer group of another namespace", func(t *testing.T) {
+		s := newSubscription(ns, "thief")
+		s.Spec.ConsumerGroup = "fees.payment"
+		wantInvalid(t, c.Create(testContext(t), s), "spec.consumerGroup must start with \""+ns+".\"")
+	})
+	t.Run("a consumer group without the namespace prefix", func(t *testing.T) {
+		s := newSubscription(ns, "bare")
+		s.Spec.ConsumerGroup = "payments"
+		wantInvalid(t, c.Create(testContext(t), s), "a consumer group belongs to the Subscription's namespace")
+	})
+	t.Run("a consumer group of its own namespace", func(t *testing.T) {
+		s := newSubscription(ns, "grouped")
+		s.Spec.ConsumerGroup = ns + ".grouped-v2"
+		mustSucceed(t, c.Create(testContext(t), s), "creating Subscription with its own namespace's group")
+	})
 	t.Run("same name in another namespace is a different topic", func(t *testing.T) {
 		s := newSubscription(ns, "payments-two")
 		s.Spec.Topics = []busv1.TopicReference{{Name: "fee-updated"}, {Name: "fee-updated", Namespace: "fees"}}
@@ -112,7 +139,7 @@ func TestChangeTicketSpecValidation(t *testing.T) {
 	t.Run("duplicate covers", func(t *testing.T) {
 		tk := newTicket(env.NamespaceT(t, "tkv"), "chg-dup", alice)
 		tk.Spec.Covers = append(tk.Spec.Covers, tk.Spec.Covers[0])
-		wantInvalid(t, as(t, alice).Create(testContext(t), tk), "covers must not name the same object twice")
+		wantInvalid(t, as(t, alice).Create(testContext(t), tk), "Duplicate value")
 	})
 	t.Run("widening covers after creation", func(t *testing.T) {
 		tk := createTicket(t, alice)
@@ -126,4 +153,28 @@ func TestChangeTicketSpecValidation(t *testing.T) {
 		cur.Spec.NotAfter.Time = cur.Spec.NotAfter.AddDate(1, 0, 0)
 		wantInvalid(t, as(t, alice).Update(testContext(t), cur), "spec is immutable")
 	})
+}
+
+// NameClaims are the operator's: requesters cannot create them, and nobody
+// can move one to another owner.
+func TestNameClaimsAreImmutableAndOperatorOnly(t *testing.T) {
+	ctx := testContext(t)
+	nc := &busv1.NameClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: busv1.ClaimObjectName(busv1.ClaimBrokerTopic, "Claimed.Topic")},
+		Spec: busv1.NameClaimSpec{Kind: busv1.ClaimBrokerTopic, Name: "Claimed.Topic",
+			Owner: busv1.ClaimOwner{Kind: busv1.KindTopic, Namespace: "fees", Name: "claimed", UID: "uid-1"}},
+	}
+	wantForbidden(t, as(t, alice).Create(ctx, nc.DeepCopy()), "cannot create resource")
+	mustSucceed(t, env.Client.Create(ctx, nc), "creating a claim as the cluster admin")
+	nc.Spec.Owner.UID = "uid-2"
+	wantInvalid(t, env.Client.Update(ctx, nc), "a claim is immutable: it never moves to another owner")
+	// A second claim object for the same name cannot exist: the object name
+	// is derived from the name, and '.' and '_' spellings share it.
+	twin := &busv1.NameClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: busv1.ClaimObjectName(busv1.ClaimBrokerTopic, "Claimed_Topic")},
+		Spec:       busv1.NameClaimSpec{Kind: busv1.ClaimBrokerTopic, Name: "Claimed_Topic", Owner: busv1.ClaimOwner{Kind: busv1.KindTopic, Namespace: "x", Name: "y", UID: "uid-3"}},
+	}
+	if err := env.Client.Create(ctx, twin); !apierrors.IsAlreadyExists(err) {
+		t.Fatalf("a second claim on a colliding name: want AlreadyExists, got %v", err)
+	}
 }

@@ -78,7 +78,24 @@ func (e *Env) waitForPolicies(ctx context.Context) error {
 		return fmt.Errorf("creating probe ChangeTicket: %w", err)
 	}
 	defer func() { _ = e.Client.Delete(context.Background(), probe) }()
-	return e.waitForReviewPolicy(ctx)
+	if err := e.waitForReviewPolicy(ctx); err != nil {
+		return err
+	}
+	return e.waitForGroupPolicy(ctx)
+}
+
+// waitForGroupPolicy waits until a Subscription naming another namespace's
+// consumer group is refused.
+func (e *Env) waitForGroupPolicy(ctx context.Context) error {
+	sub := &busv1.Subscription{
+		ObjectMeta: metav1.ObjectMeta{Name: probeUser, Namespace: SystemNamespace},
+		Spec: busv1.SubscriptionSpec{Topics: []busv1.TopicReference{{Name: "probe"}}, ChangeTicket: "probe",
+			Role: busv1.RoleConsume, ConsumerGroup: "elsewhere.probe"},
+	}
+	return poll(ctx, "policy hmsbus-subscription-group rejects another namespace's group", func() (bool, error) {
+		err := e.Client.Create(ctx, sub, client.DryRunAll)
+		return apierrors.IsInvalid(err), err
+	})
 }
 
 func probeTicket(requester string) *busv1.ChangeTicket {

@@ -9,12 +9,25 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
+	"github.com/hms-platform/bus-operator/internal/review"
 )
 
 // Approve records an approval of a ChangeTicket by reviewer, acting as that
-// user in the reviewers group, as a person would through the status
-// subresource. It retries on conflicts with the operator's status writes.
+// user in the reviewers group, the way `hmsbus approve` does: the approval
+// pins the spec of every covered object that exists now.
 func (e *Env) Approve(ctx context.Context, namespace, ticket, reviewer string) error {
+	c, err := e.As(reviewer, ReviewersGroup)
+	if err != nil {
+		return err
+	}
+	_, err = review.Approve(ctx, c, client.ObjectKey{Namespace: namespace, Name: ticket}, busv1.Review{Reviewer: reviewer, Time: metav1.Now(), Comment: "recorded by testenv"})
+	return err
+}
+
+// ApproveUnpinned records an approval without pins, as a reviewer using
+// plain kubectl would; the operator then pins what exists when it first sees
+// the approval.
+func (e *Env) ApproveUnpinned(ctx context.Context, namespace, ticket, reviewer string) error {
 	return e.review(ctx, namespace, ticket, reviewer, func(t *busv1.ChangeTicket, r busv1.Review) {
 		t.Status.Approvals = append(t.Status.Approvals, r)
 	})

@@ -1,0 +1,191 @@
+// Package review records reviewers' decisions on ChangeTickets: the one
+// implementation behind `hmsbus approve`/`deny`, the test harness and the
+// operator's own pins. An approval pins the spec of every covered object as
+// it is at that moment, so it approves exactly what the reviewer saw.
+package review
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	busv1 "github.com/hms-platform/bus-operator/api/v1"
+	"github.com/hms-platform/bus-operator/internal/governance"
+)
+
+// Pins hashes the spec of every covered object that exists (the same
+// governance.SpecHash the operator compares) and lists the covered objects
+// that do not. It lists each kind once in the ticket's namespace rather than
+// reading objects one by one: a ticket may cover 100 objects.
+func Pins(ctx context.Context, c client.Reader, t *busv1.ChangeTicket) ([]busv1.PinnedSpec, []busv1.CoveredObject, error) {
+	specs := map[busv1.CoveredKind]map[string]any{}
+	for _, cov := range t.Spec.Covers {
+		if _, done := specs[cov.Kind]; done {
+			continue
+		}
+		m, err := listSpecs(ctx, c, t.Namespace, cov.Kind)
+		if err != nil {
+			return nil, nil, err
+		}
+		specs[cov.Kind] = m
+	}
+	var pins []busv1.PinnedSpec
+	var missing []busv1.CoveredObject
+	for _, cov := range t.Spec.Covers {
+		spec, ok := specs[cov.Kind][cov.Name]
+		if !ok {
+			missing = append(missing, cov)
+			continue
+		}
+		hash, err := governance.SpecHash(spec)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pinning %s %s/%s: %w", cov.Kind, t.Namespace, cov.Name, err)
+		}
+		pins = append(pins, busv1.PinnedSpec{Kind: cov.Kind, Name: cov.Name, SpecHash: hash})
+	}
+	return pins, missing, nil
+}
+
+// listSpecs returns the specs of every object of kind in namespace, by name.
+// Objects being deleted are included: a ticket covering Delete approves
+// exactly such an object.
+func listSpecs(ctx context.Context, c client.Reader, namespace string, kind busv1.CoveredKind) (map[string]any, error) {
+	out := map[string]any{}
+	switch kind {
+	case busv1.KindTopic:
+		var list busv1.TopicList
+		if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+			return nil, fmt.Errorf("listing Topics in %s: %w", namespace, err)
+		}
+		for i := range list.Items {
+			out[list.Items[i].Name] = list.Items[i].Spec
+		}
+	case busv1.KindSubscription:
+		var list busv1.SubscriptionList
+		if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+			return nil, fmt.Errorf("listing Subscriptions in %s: %w", namespace, err)
+		}
+		for i := range list.Items {
+			out[list.Items[i].Name] = list.Items[i].Spec
+		}
+	default:
+		return nil, fmt.Errorf("cannot pin objects of kind %q", kind)
+	}
+	return out, nil
+}
+
+// Approve appends r to the ticket's approvals, pinning the covered specs as
+// they are now, and says what happened in a sentence.
+func Approve(ctx context.Context, c client.Client, key client.ObjectKey, r busv1.Review) (string, error) {
+	var outcome string
+	err := UpdateStatus(ctx, c, key, func(t *busv1.ChangeTicket) (bool, error) {
+		if err := Reviewable(t, r.Time.Time); err != nil {
+			return false, err
+		}
+		for _, existing := range t.Status.Approvals {
+			if existing.Reviewer == r.Reviewer {
+				outcome = fmt.Sprintf("%s already approved ChangeTicket %s/%s at %s", r.Reviewer, key.Namespace, key.Name, existing.Time.UTC().Format(time.RFC3339))
+				return false, nil
+			}
+		}
+		pins, missing, err := Pins(ctx, c, t)
+		if err != nil {
+			return false, err
+		}
+		if len(pins) == 0 {
+			names := make([]string, 0, len(missing))
+			for _, m := range missing {
+				names = append(names, fmt.Sprintf("%s %s", m.Kind, m.Name))
+			}
+			return false, fmt.Errorf("none of the objects it covers exists yet (%s): an approval approves what exists, so review once they are created", strings.Join(names, ", "))
+		}
+		r.Pinned = pins
+		t.Status.Approvals = append(t.Status.Approvals, r)
+		outcome = fmt.Sprintf("approved ChangeTicket %s/%s (%s) as %s: %d of %d approvals recorded; pinned the spec of %d object(s): a later edit needs a new ticket",
+			key.Namespace, key.Name, t.Spec.Reference, r.Reviewer, len(t.Status.Approvals), RequiredApprovals(t), len(pins))
+		if len(missing) > 0 {
+			names := make([]string, 0, len(missing))
+			for _, m := range missing {
+				names = append(names, fmt.Sprintf("%s %s", m.Kind, m.Name))
+			}
+			outcome += fmt.Sprintf("\nnot approved by this review, since they do not exist yet: %s (they need a new review once created)", strings.Join(names, ", "))
+		}
+		return true, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("approving ChangeTicket %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	return outcome, nil
+}
+
+// Deny sets the ticket's denial to r.
+func Deny(ctx context.Context, c client.Client, key client.ObjectKey, r busv1.Review) (string, error) {
+	var outcome string
+	err := UpdateStatus(ctx, c, key, func(t *busv1.ChangeTicket) (bool, error) {
+		if err := Reviewable(t, r.Time.Time); err != nil {
+			return false, err
+		}
+		t.Status.Denial = &r
+		outcome = fmt.Sprintf("denied ChangeTicket %s/%s (%s) as %s", key.Namespace, key.Name, t.Spec.Reference, r.Reviewer)
+		return true, nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("denying ChangeTicket %s/%s: %w", key.Namespace, key.Name, err)
+	}
+	return outcome, nil
+}
+
+// Reviewable refuses decisions that can no longer matter.
+func Reviewable(t *busv1.ChangeTicket, now time.Time) error {
+	if d := t.Status.Denial; d != nil {
+		return fmt.Errorf("it was denied by %s at %s; file a new ticket", d.Reviewer, d.Time.UTC().Format(time.RFC3339))
+	}
+	if end := Expiry(t); !end.IsZero() && !now.Before(end) {
+		return fmt.Errorf("its change window closed at %s; file a new ticket", end.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+// UpdateStatus applies mutate to the current ticket and patches its status
+// subresource. The patch carries the resourceVersion read, so a concurrent
+// review makes it fail with a conflict, and it is redone on the fresh ticket
+// rather than overwriting the other reviewer's entry.
+func UpdateStatus(ctx context.Context, c client.Client, key client.ObjectKey, mutate func(*busv1.ChangeTicket) (bool, error)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var t busv1.ChangeTicket
+		if err := c.Get(ctx, key, &t); err != nil {
+			return err
+		}
+		orig := t.DeepCopy()
+		changed, err := mutate(&t)
+		if err != nil || !changed {
+			return err
+		}
+		patch := client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
+		return c.Status().Patch(ctx, &t, patch)
+	})
+}
+
+// RequiredApprovals is the operator's figure once it has evaluated the
+// ticket, the spec's until then.
+func RequiredApprovals(t *busv1.ChangeTicket) int32 {
+	if t.Status.RequiredApprovals > 0 {
+		return t.Status.RequiredApprovals
+	}
+	if t.Spec.RequiredApprovals > 0 {
+		return t.Spec.RequiredApprovals
+	}
+	return 1
+}
+
+// Expiry is the effective end of the change window.
+func Expiry(t *busv1.ChangeTicket) time.Time {
+	if t.Status.ExpiresAt != nil {
+		return t.Status.ExpiresAt.Time
+	}
+	return t.Spec.NotAfter.Time
+}
