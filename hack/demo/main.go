@@ -1,5 +1,6 @@
 // Command hmsbus-demo plays the fee-update story of config/samples on a
-// local stack started from the built binaries (`make demo`): a requester
+// local stack started from the built binaries (`make demo`; on Apache Kafka
+// instead of the embedded broker with `make demo BROKER=kafka`): a requester
 // files a ChangeTicket, a reviewer approves it, the operator creates the
 // topic and credentials, and services publish, subscribe and replay events
 // with the credentials they were issued. Every step shows the command it
@@ -31,8 +32,8 @@ func main() {
 }
 
 type options struct {
-	binDir, stateDir string
-	exit             bool
+	binDir, stateDir, broker string
+	exit                     bool
 }
 
 func parseFlags() options {
@@ -40,8 +41,17 @@ func parseFlags() options {
 	flag.StringVar(&o.binDir, "bin-dir", "bin", "directory holding manager, hmsbus, kube-apiserver and etcd")
 	flag.StringVar(&o.stateDir, "state-dir", ".demo", "directory for kubeconfigs, logs and credentials (wiped at start)")
 	flag.BoolVar(&o.exit, "exit", envBool("DEMO_EXIT"), "stop and exit right after the story instead of waiting for Ctrl-C (also DEMO_EXIT=1)")
+	flag.StringVar(&o.broker, "broker", envOr("BROKER", localstack.BrokerEmbedded), "broker to run: embedded (fast) or kafka (Apache Kafka from bin/kafka; also BROKER=kafka)")
 	flag.Parse()
 	return o
+}
+
+// envOr is the environment variable name, or def when it is unset.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // envBool reads a boolean environment variable; anything unparsable but
@@ -69,7 +79,7 @@ func run() int {
 		return 1
 	}
 	begin := time.Now()
-	stack, err := localstack.Start(ctx, localstack.Options{BinDir: opts.binDir, StateDir: opts.stateDir, Progress: out})
+	stack, err := localstack.Start(ctx, localstack.Options{BinDir: opts.binDir, StateDir: opts.stateDir, Progress: out, Broker: opts.broker})
 	if err != nil {
 		if ctx.Err() != nil {
 			fmt.Fprintln(os.Stderr, "demo: interrupted while starting the local stack")
@@ -78,7 +88,7 @@ func run() int {
 		}
 		return 1
 	}
-	out.line(fmt.Sprintf("local stack ready in %s", localstack.Elapsed(begin)))
+	out.line(fmt.Sprintf("local stack ready in %s (broker: %s)", localstack.Elapsed(begin), stack.BrokerName))
 	r.stack = stack
 	s := &story{r: r}
 	code := 0

@@ -197,7 +197,7 @@ func (s *story) applied(ctx context.Context) error {
 
 // exportCredentials writes each Subscription's Secret as files, the way a
 // Secret volume is mounted into the service's pod. People hold no right to
-// read Secrets (see config/rbac/personas), so the admin plays the kubelet.
+// read Secrets (see config/rbac/base/personas), so the admin plays the kubelet.
 func (s *story) exportCredentials(ctx context.Context) error {
 	out, err := s.r.run(ctx, s.r.kubectlAs(admin, "get", "subscriptions", "-n", namespace,
 		"-o", `jsonpath={range .items[*]}{.metadata.name}{"\t"}{.status.secretName}{"\n"}{end}`))
@@ -376,7 +376,7 @@ func (s *story) pokeAround() {
 		"  hmsbus pub " + topic + ` '{"service":"passport","fee":160}' --type ` + eventType + " --credentials-dir " + r.rel(credsDir(st, "fee-service")),
 		"  hmsbus stream " + auditLog + " --offset earliest --credentials-dir " + r.rel(credsDir(st, "broker-admin")),
 		"",
-		"  broker bootstrap:    " + st.Bootstrap + " (SASL/SCRAM-SHA-512)",
+		"  broker bootstrap:    " + st.Bootstrap + " (" + st.BrokerName + ", SASL/SCRAM-SHA-512)",
 		"  broker admin:        " + localstack.BrokerAdmin + ", password in " + r.rel(st.AdminPasswordFile),
 		"  operator readiness:  http://" + st.ProbeAddr + "/readyz",
 		"  logs:                " + r.rel(st.Path(localstack.OperatorLog)) + ", " + r.rel(st.Path(localstack.BrokerLog)) + ", " + r.rel(st.Path(localstack.ControlPlaneLog)),

@@ -19,15 +19,14 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
-	"github.com/hms-platform/bus-operator/test/harness/embedded"
+	"github.com/hms-platform/bus-operator/test/harness/brokers"
 )
 
 func TestAppendThenReadBack(t *testing.T) {
 	ctx := testCtx(t)
 	topic := uniqueName(t, "audit")
-	mustCreate(t, admin, NewTopic{Name: topic, Partitions: 1, ReplicationFactor: 3})
+	mustCreate(t, admin, NewTopic{Name: topic, Partitions: 1, ReplicationFactor: broker.ReplicationFactor()})
 	records := []struct{ key, value string }{{"CHG-1", `{"event":"approved"}`}, {"CHG-2", `{"event":"applied"}`}}
 	for _, r := range records {
 		if err := admin.Append(ctx, topic, []byte(r.key), []byte(r.value)); err != nil {
@@ -35,12 +34,10 @@ func TestAppendThenReadBack(t *testing.T) {
 		}
 	}
 
-	consumer, err := kgo.NewClient(
-		kgo.SeedBrokers(broker.Addrs()...),
-		kgo.SASL(scram.Auth{User: broker.AdminUser, Pass: broker.AdminPassword}.AsSha512Mechanism()),
+	consumer, err := kgo.NewClient(append(broker.AdminOpts(),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+	)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,11 +84,10 @@ func unavailableWithin(t *testing.T, what string, limit time.Duration, op func(c
 	}
 }
 
+// TestBrokerDownIsUnavailable stops a broker of the kind under test (its
+// own, so the shared one serves the other tests meanwhile).
 func TestBrokerDownIsUnavailable(t *testing.T) {
-	b, err := embedded.Start(embedded.Options{Brokers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := brokers.StartT(t, brokers.Options{Nodes: 1})
 	cfg := adminConfig(b)
 	cfg.RequestTimeout = time.Second
 	c, err := New(context.Background(), cfg)
@@ -111,7 +107,9 @@ func TestBrokerDownIsUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b.Close()
+	// Killed as a crash ends it: nothing answers any more (Kafka's proxy
+	// still accepts, and closes each connection at once).
+	b.Kill()
 	const limit = 5 * time.Second
 	unavailableWithin(t, "ping", limit, c.Ping)
 	unavailableWithin(t, "describe", limit, func(ctx context.Context) error {

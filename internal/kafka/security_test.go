@@ -2,10 +2,15 @@ package kafka
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/hms-platform/bus-operator/test/harness/brokers"
 )
 
 func aclKeys(acls []ACL) []string {
@@ -15,6 +20,40 @@ func aclKeys(acls []ACL) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// settled retries check until it passes or 15 seconds go by. Apache Kafka
+// answers a write once its controller has committed it; its brokers'
+// describes (served from their metadata cache) show it a moment later.
+// kfake shows it at once.
+func settled(t *testing.T, what string, check func() error) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// wantACLs waits until principal's ACLs are exactly want.
+func wantACLs(t *testing.T, what, principal string, want []ACL) {
+	t.Helper()
+	settled(t, what, func() error {
+		got, err := admin.DescribeACLs(testCtx(t), principal)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(aclKeys(got), aclKeys(want)) {
+			return fmt.Errorf("%s has\n%v\nwant\n%v", principal, aclKeys(got), aclKeys(want))
+		}
+		return nil
+	})
 }
 
 func TestACLs(t *testing.T) {
@@ -39,35 +78,25 @@ func TestACLs(t *testing.T) {
 	if err := admin.CreateACLs(ctx, aliceACLs[:1]); err != nil { // again: no error, no duplicate
 		t.Fatalf("re-creating an ACL: %v", err)
 	}
-	got, err := admin.DescribeACLs(ctx, alice)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !slices.Equal(aclKeys(got), aclKeys(aliceACLs)) {
-		t.Fatalf("described\n%v\nwant\n%v", aclKeys(got), aclKeys(aliceACLs))
-	}
+	wantACLs(t, "alice's ACLs", alice, aliceACLs)
 
 	// Deleting alice's read on the topic must leave bob's identical grant
 	// and alice's other grants alone.
 	if err := admin.DeleteACLs(ctx, aliceACLs[:1]); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ = admin.DescribeACLs(ctx, alice); !slices.Equal(aclKeys(got), aclKeys(aliceACLs[1:])) {
-		t.Fatalf("after delete alice has %v, want %v", aclKeys(got), aclKeys(aliceACLs[1:]))
-	}
-	if got, _ = admin.DescribeACLs(ctx, bob); !slices.Equal(aclKeys(got), aclKeys([]ACL{bobACL})) {
-		t.Fatalf("bob's ACLs changed: %v", aclKeys(got))
-	}
+	wantACLs(t, "after delete", alice, aliceACLs[1:])
+	wantACLs(t, "bob's ACLs unchanged", bob, []ACL{bobACL})
 
 	wildcard := aliceACLs[1]
 	wildcard.Operation = "Any"
 	if err := admin.DeleteACLs(ctx, []ACL{wildcard}); err == nil {
 		t.Fatal("a wildcard delete was sent")
 	}
-	if got, _ = admin.DescribeACLs(ctx, alice); len(got) != 3 {
+	if got, _ := admin.DescribeACLs(ctx, alice); len(got) != 3 {
 		t.Fatalf("refused delete still deleted something: %v", aclKeys(got))
 	}
-	if got, err = admin.DescribeACLs(ctx, "User:"+uniqueName(t, "nobody")); err != nil || len(got) != 0 {
+	if got, err := admin.DescribeACLs(ctx, "User:"+uniqueName(t, "nobody")); err != nil || len(got) != 0 {
 		t.Fatalf("principal without ACLs: %v, %v", got, err)
 	}
 }
@@ -82,14 +111,18 @@ func pingAs(t *testing.T, mechanism, user, password string, timeout time.Duratio
 	return c.Ping(testCtx(t))
 }
 
-// kfake answers a failed SASL exchange by closing the connection, where
-// Kafka answers SASL_AUTHENTICATION_FAILED first, so against kfake a bad
-// password is ErrUnavailable without ErrAuthentication (TestClassify covers
-// the Kafka answer).
+// wantAuthFailure checks a refused login. Kafka answers
+// SASL_AUTHENTICATION_FAILED, which the adapter reports as ErrUnavailable
+// (the operator backs off) and ErrAuthentication, with Kafka's code in the
+// chain. kfake closes the connection instead, which is all a client can
+// see there: ErrUnavailable alone (TestClassify covers the mapping).
 func wantAuthFailure(t *testing.T, what string, err error) {
 	t.Helper()
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("%s: %v, want ErrUnavailable", what, err)
+	}
+	if broker.Kind() == brokers.Kafka && (!errors.Is(err, ErrAuthentication) || !errors.Is(err, kerr.SaslAuthenticationFailed)) {
+		t.Fatalf("%s: %v, want ErrAuthentication with Kafka's SASL_AUTHENTICATION_FAILED", what, err)
 	}
 }
 
@@ -102,13 +135,25 @@ func TestSCRAM(t *testing.T) {
 	if err := admin.UpsertSCRAM(ctx, user, MechanismSCRAMSHA512, pw1); err != nil {
 		t.Fatal(err)
 	}
-	mechs, err := admin.SCRAMMechanisms(ctx, user, user+"-absent")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(mechs) != 1 || !slices.Equal(mechs[user], []string{MechanismSCRAMSHA512}) {
-		t.Fatalf("mechanisms = %v", mechs)
-	}
+	settled(t, "the new credential described", func() error {
+		mechs, err := admin.SCRAMMechanisms(ctx, user, user+"-absent")
+		if err == nil && (len(mechs) != 1 || !slices.Equal(mechs[user], []string{MechanismSCRAMSHA512})) {
+			err = fmt.Errorf("mechanisms = %v", mechs)
+		}
+		return err
+	})
+	// The credential has the iterations the client was configured with
+	// (8192 on Kafka), and logs in.
+	settled(t, "the credential's iterations", func() error {
+		described, err := admin.adm.DescribeUserSCRAMs(ctx, user)
+		if err != nil {
+			return err
+		}
+		if infos := described[user].CredInfos; len(infos) != 1 || int(infos[0].Iterations) != broker.SCRAMIterations() {
+			return fmt.Errorf("credential infos %+v, want one with %d iterations", infos, broker.SCRAMIterations())
+		}
+		return nil
+	})
 	if err := pingAs(t, MechanismSCRAMSHA512, user, pw1, ok); err != nil {
 		t.Fatalf("the new credential does not authenticate: %v", err)
 	}
@@ -126,18 +171,26 @@ func TestSCRAM(t *testing.T) {
 	if err := admin.UpsertSCRAM(ctx, user, MechanismSCRAMSHA256, pw2); err != nil {
 		t.Fatal(err)
 	}
-	if mechs, _ = admin.SCRAMMechanisms(ctx, user); !slices.Equal(mechs[user], []string{MechanismSCRAMSHA256, MechanismSCRAMSHA512}) {
-		t.Fatalf("mechanisms = %v", mechs)
-	}
+	settled(t, "both mechanisms described", func() error {
+		mechs, err := admin.SCRAMMechanisms(ctx, user)
+		if err == nil && !slices.Equal(mechs[user], []string{MechanismSCRAMSHA256, MechanismSCRAMSHA512}) {
+			err = fmt.Errorf("mechanisms = %v", mechs)
+		}
+		return err
+	})
 
 	for _, m := range []string{MechanismSCRAMSHA256, MechanismSCRAMSHA512} {
 		if err := admin.DeleteSCRAM(ctx, user, m); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if mechs, err = admin.SCRAMMechanisms(ctx, user); err != nil || len(mechs) != 0 {
-		t.Fatalf("after delete: %v, %v", mechs, err)
-	}
+	settled(t, "deleted credentials gone", func() error {
+		mechs, err := admin.SCRAMMechanisms(ctx, user)
+		if err == nil && len(mechs) != 0 {
+			err = fmt.Errorf("after delete: %v", mechs)
+		}
+		return err
+	})
 	wantAuthFailure(t, "deleted credential", pingAs(t, MechanismSCRAMSHA512, user, pw2, bad))
 	if err := admin.DeleteSCRAM(ctx, user, MechanismSCRAMSHA512); err != nil {
 		t.Fatalf("deleting a missing credential: %v", err)
@@ -154,13 +207,13 @@ func TestQuotas(t *testing.T) {
 	rate := func(n int64) *int64 { return &n }
 	check := func(wantP, wantC *int64) {
 		t.Helper()
-		q, err := admin.DescribeQuota(ctx, user)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !equalRate(q.ProducerByteRate, wantP) || !equalRate(q.ConsumerByteRate, wantC) {
-			t.Fatalf("quota = %s/%s, want %s/%s", fmtRate(q.ProducerByteRate), fmtRate(q.ConsumerByteRate), fmtRate(wantP), fmtRate(wantC))
-		}
+		settled(t, "quota described", func() error {
+			q, err := admin.DescribeQuota(ctx, user)
+			if err == nil && (!equalRate(q.ProducerByteRate, wantP) || !equalRate(q.ConsumerByteRate, wantC)) {
+				err = fmt.Errorf("quota = %s/%s, want %s/%s", fmtRate(q.ProducerByteRate), fmtRate(q.ConsumerByteRate), fmtRate(wantP), fmtRate(wantC))
+			}
+			return err
+		})
 	}
 
 	check(nil, nil)
@@ -179,9 +232,13 @@ func TestQuotas(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(nil, nil)
-	if q, _ := admin.DescribeQuota(ctx, other); !equalRate(q.ProducerByteRate, rate(1)) {
-		t.Fatalf("another user's quota changed: %+v", q)
-	}
+	settled(t, "another user's quota unchanged", func() error {
+		q, err := admin.DescribeQuota(ctx, other)
+		if err == nil && !equalRate(q.ProducerByteRate, rate(1)) {
+			err = fmt.Errorf("another user's quota changed: %+v", q)
+		}
+		return err
+	})
 }
 
 func equalRate(a, b *int64) bool {
@@ -202,12 +259,14 @@ func TestUpsertSCRAMUsesConfiguredIterations(t *testing.T) {
 	if err := c.UpsertSCRAM(ctx, user, MechanismSCRAMSHA512, "a-password-of-some-length"); err != nil {
 		t.Fatal(err)
 	}
-	described, err := c.adm.DescribeUserSCRAMs(ctx, user)
-	if err != nil {
-		t.Fatal(err)
-	}
-	infos := described[user].CredInfos
-	if len(infos) != 1 || infos[0].Iterations != DefaultSCRAMIterations {
-		t.Fatalf("credential infos %+v, want one with %d iterations", infos, DefaultSCRAMIterations)
-	}
+	settled(t, "the credential's iterations", func() error {
+		described, err := c.adm.DescribeUserSCRAMs(ctx, user)
+		if err != nil {
+			return err
+		}
+		if infos := described[user].CredInfos; len(infos) != 1 || infos[0].Iterations != DefaultSCRAMIterations {
+			return fmt.Errorf("credential infos %+v, want one with %d iterations", infos, DefaultSCRAMIterations)
+		}
+		return nil
+	})
 }

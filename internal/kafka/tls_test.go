@@ -6,25 +6,20 @@ import (
 	"errors"
 	"testing"
 	"time"
-
-	"github.com/hms-platform/bus-operator/test/harness/embedded"
 )
 
-// TestTLSWithPrivateCA runs the adapter against a broker that speaks only
-// TLS, with a certificate from a private CA, as a production cluster does.
+// TestTLSWithPrivateCA runs the adapter against a TLS listener with a
+// certificate from a private CA, as a production cluster has: Kafka's
+// SASL_SSL listener, or an embedded broker that speaks only TLS.
 func TestTLSWithPrivateCA(t *testing.T) {
-	b, caPEM, err := embedded.StartWithTLS(embedded.Options{Brokers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	trust, err := TLSConfigFromPEM(caPEM)
+	b := broker.WithTLS(t)
+	trust, err := TLSConfigFromPEM(b.CAPEM())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	cfg := Config{Bootstrap: b.Addrs(), Mechanism: MechanismSCRAMSHA512, Username: b.AdminUser, Password: b.AdminPassword, TLS: trust, RequestTimeout: 5 * time.Second}
+	cfg := Config{Bootstrap: b.TLSBootstrap(), Mechanism: MechanismSCRAMSHA512, Username: b.AdminUser, Password: b.AdminPassword, TLS: trust, RequestTimeout: 5 * time.Second}
 	c, err := New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +28,7 @@ func TestTLSWithPrivateCA(t *testing.T) {
 	if err := c.Ping(ctx); err != nil {
 		t.Fatalf("ping over TLS: %v", err)
 	}
-	if _, err := c.CreateTopic(ctx, NewTopic{Name: "over-tls", Partitions: 1, ReplicationFactor: 1}); err != nil {
+	if _, err := c.CreateTopic(ctx, NewTopic{Name: uniqueName(t, "over-tls"), Partitions: 1, ReplicationFactor: 1}); err != nil {
 		t.Fatalf("creating a topic over TLS: %v", err)
 	}
 

@@ -13,7 +13,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 const feeUpdated = "hms.fees.FeeUpdated"
@@ -125,12 +124,10 @@ func sortedIDs(es []Event) []string {
 // readRaw reads n records of topic as the superuser, bypassing this package.
 func readRaw(t *testing.T, topic string, n int) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(broker.Addrs()...),
-		kgo.SASL(scram.Auth{User: broker.AdminUser, Pass: broker.AdminPassword}.AsSha512Mechanism()),
+	cl, err := kgo.NewClient(append(broker.AdminOpts(),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+	)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -433,6 +430,32 @@ func TestWrongCredentialsFailClearly(t *testing.T) {
 				if err != nil && strings.Contains(err.Error(), c.Password) {
 					t.Errorf("%s: error shows the password", what)
 				}
+			}
+		})
+	}
+}
+
+// TestMissingTopicIsNotFound: a topic that does not exist is reported as
+// such once the grace for a just-created topic has passed, not retried
+// until the caller gives up.
+func TestMissingTopicIsNotFound(t *testing.T) {
+	missing := newTopicName(t) // granted by prefix, never created
+	noop := func(context.Context, Event) error { return nil }
+	runs := map[string]func(ctx context.Context) error{
+		"publish": func(ctx context.Context) error {
+			return publishAs(ctx, writer, PublisherOptions{Source: "/test"}, missing)
+		},
+		"stream": func(ctx context.Context) error {
+			s, _ := NewStreamer(reader, StreamOptions{})
+			return s.Stream(ctx, missing, Earliest, noop)
+		},
+	}
+	for what, run := range runs {
+		t.Run(what, func(t *testing.T) {
+			t.Parallel() // each waits out the grace
+			err := run(testCtx(t))
+			if !errors.Is(err, ErrTopicNotFound) || !errors.Is(err, kerr.UnknownTopicOrPartition) {
+				t.Errorf("%s to a missing topic: err = %v, want ErrTopicNotFound wrapping UNKNOWN_TOPIC_OR_PARTITION", what, err)
 			}
 		})
 	}

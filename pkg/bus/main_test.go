@@ -16,16 +16,17 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
+	"github.com/hms-platform/bus-operator/test/harness/brokers"
 	"github.com/hms-platform/bus-operator/test/harness/embedded"
 )
 
-// One embedded broker (real Kafka protocol, SASL/SCRAM and ACLs enforced)
+// One broker under test (HMSBUS_TEST_BROKER: embedded kfake or Apache
+// Kafka; real Kafka protocol, SASL/SCRAM and ACLs enforced either way)
 // serves every test in the package. Each test uses its own topics and
 // consumer groups so tests cannot see each other's events.
 var (
-	broker *embedded.Broker
+	broker *brokers.Broker
 	admin  *kgo.Client
 	reader Credentials // consume role: Read+Describe on t.*, Read on groups svc.reader*
 	writer Credentials // produce role: Write+Describe on t.*
@@ -47,16 +48,13 @@ func TestMain(m *testing.M) {
 
 func runMain(m *testing.M) int {
 	var err error
-	broker, err = embedded.Start(embedded.Options{})
+	broker, err = brokers.Start(brokers.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "starting broker:", err)
 		return 1
 	}
-	defer broker.Close()
-	admin, err = kgo.NewClient(
-		kgo.SeedBrokers(broker.Addrs()...),
-		kgo.SASL(scram.Auth{User: broker.AdminUser, Pass: broker.AdminPassword}.AsSha512Mechanism()),
-	)
+	defer func() { _ = broker.Close() }()
+	admin, err = kgo.NewClient(broker.AdminOpts()...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "admin client:", err)
 		return 1
@@ -66,15 +64,19 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "seeding broker:", err)
 		return 1
 	}
-	return m.Run()
+	code := m.Run()
+	if code != 0 {
+		fmt.Fprintf(os.Stderr, "--- last lines of the %s log ---\n%s\n", broker.Name(), broker.LogTail(60))
+	}
+	return code
 }
 
 // seed creates the two users, their ACLs and the topics shared by tests.
 func seed() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	reader = Credentials{Bootstrap: broker.Addrs(), Mechanism: MechanismSCRAMSHA512, Username: readerUser, Password: mustPassword(), ConsumerGroup: readerUser}
-	writer = Credentials{Bootstrap: broker.Addrs(), Mechanism: MechanismSCRAMSHA256, Username: writerUser, Password: mustPassword()}
+	reader = Credentials{Bootstrap: broker.Bootstrap(), Mechanism: MechanismSCRAMSHA512, Username: readerUser, Password: mustPassword(), ConsumerGroup: readerUser}
+	writer = Credentials{Bootstrap: broker.Bootstrap(), Mechanism: MechanismSCRAMSHA256, Username: writerUser, Password: mustPassword()}
 	if err := createUser(ctx, reader); err != nil {
 		return err
 	}
@@ -94,7 +96,37 @@ func seed() error {
 	if err := createACLs(ctx, grants); err != nil {
 		return err
 	}
-	return createTopic(ctx, 1, topicSecret, topicDescribeOnly)
+	if err := createTopic(ctx, 1, topicSecret, topicDescribeOnly); err != nil {
+		return err
+	}
+	// Kafka's brokers learn of new users from the metadata log a moment
+	// after the admin's calls return: the tests start once both log in.
+	for _, c := range []Credentials{reader, writer} {
+		if err := waitLogin(ctx, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitLogin waits until c authenticates.
+func waitLogin(ctx context.Context, c Credentials) error {
+	for {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Bootstrap...), kgo.SASL(scramMechanism(c)), kgo.RequestRetries(0))
+		if err != nil {
+			return err
+		}
+		err = cl.Ping(ctx)
+		cl.Close()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("user %s cannot log in: %w", c.Username, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func mustPassword() string {
@@ -106,15 +138,16 @@ func mustPassword() string {
 }
 
 // createUser upserts a SCRAM credential the way kadm does: the client salts
-// and hashes, the broker stores only the salted password.
+// and hashes, the broker stores only the salted password. The iterations are
+// the broker's (kfake verifies only 4096; Kafka gets 8192).
 func createUser(ctx context.Context, c Credentials) error {
 	salt := make([]byte, 24)
 	if _, err := rand.Read(salt); err != nil {
 		return err
 	}
-	const iterations = 4096
+	iterations := broker.SCRAMIterations()
 	u := kmsg.NewAlterUserSCRAMCredentialsRequestUpsertion()
-	u.Name, u.Iterations, u.Salt = c.Username, iterations, salt
+	u.Name, u.Iterations, u.Salt = c.Username, int32(iterations), salt
 	var err error
 	switch c.Mechanism {
 	case MechanismSCRAMSHA256:
@@ -197,10 +230,15 @@ func createTopicWith(ctx context.Context, admin *kgo.Client, partitions int32, n
 // topicSeq keeps names unique when tests run more than once (-count).
 var topicSeq atomic.Int32
 
+// newTopicName is a fresh topic name granted to both test users.
+func newTopicName(t *testing.T) string {
+	return fmt.Sprintf("%s%s.%d", topicPrefix, strings.ReplaceAll(t.Name(), "/", "."), topicSeq.Add(1))
+}
+
 // newTopic creates a fresh topic granted to both test users.
 func newTopic(t *testing.T, partitions int32) string {
 	t.Helper()
-	name := fmt.Sprintf("%s%s.%d", topicPrefix, strings.ReplaceAll(t.Name(), "/", "."), topicSeq.Add(1))
+	name := newTopicName(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := createTopic(ctx, partitions, name); err != nil {

@@ -5,19 +5,15 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
-
-	"github.com/hms-platform/bus-operator/test/harness/embedded"
 )
 
 // TestCredentialsWithCAOverTLS uses credentials as the operator issues them
-// for a TLS cluster (security.protocol SASL_SSL and ca.crt in the Secret).
+// for a TLS cluster (security.protocol SASL_SSL and ca.crt in the Secret):
+// against Kafka's SASL_SSL listener, or an embedded broker speaking TLS.
 func TestCredentialsWithCAOverTLS(t *testing.T) {
-	b, caPEM, err := embedded.StartWithTLS(embedded.Options{Brokers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	issued := SecretData(Credentials{Bootstrap: b.Addrs(), Username: b.AdminUser, Password: b.AdminPassword, TLS: true, CACert: caPEM})
+	b := broker.WithTLS(t)
+	topic := newTopicName(t)
+	issued := SecretData(Credentials{Bootstrap: b.TLSBootstrap(), Username: b.AdminUser, Password: b.AdminPassword, TLS: true, CACert: b.CAPEM()})
 	if string(issued[SecretKeySecurityProtocol]) != SecurityProtocolSASLSSL || len(issued[SecretKeyCACert]) == 0 {
 		t.Fatalf("a TLS Secret needs SASL_SSL and ca.crt, got %q", issued[SecretKeySecurityProtocol])
 	}
@@ -32,7 +28,7 @@ func TestCredentialsWithCAOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if err := createTopicWith(ctx, cl.Client, 1, "secured"); err != nil {
+	if err := createTopicWith(ctx, cl.Client, 1, topic); err != nil {
 		t.Fatalf("creating a topic over TLS: %v", err)
 	}
 	p, err := NewPublisher(creds, PublisherOptions{Source: "/tls-test"})
@@ -40,7 +36,7 @@ func TestCredentialsWithCAOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if _, err := p.Publish(ctx, "secured", Event{Type: "hms.test", Data: json.RawMessage(`{"over":"tls"}`)}); err != nil {
+	if _, err := p.Publish(ctx, topic, Event{Type: "hms.test", Data: json.RawMessage(`{"over":"tls"}`)}); err != nil {
 		t.Fatalf("publishing over TLS: %v", err)
 	}
 	st, err := NewStreamer(creds, StreamOptions{})
@@ -51,7 +47,7 @@ func TestCredentialsWithCAOverTLS(t *testing.T) {
 	sctx, scancel := context.WithTimeout(ctx, 10*time.Second)
 	defer scancel()
 	go func() {
-		_ = st.Stream(sctx, "secured", Earliest, func(_ context.Context, e Event) error { got <- e; scancel(); return nil })
+		_ = st.Stream(sctx, topic, Earliest, func(_ context.Context, e Event) error { got <- e; scancel(); return nil })
 	}()
 	select {
 	case e := <-got:

@@ -24,7 +24,7 @@ func TestDemoCompletes(t *testing.T) {
 	mustRun(t, 2*time.Minute, "go", "build", "-o", demo, "./hack/demo")
 
 	start := time.Now()
-	r := execute(4*time.Minute, localstack.Environ("DEMO_EXIT=1"), demo, "--bin-dir", binDir, "--state-dir", filepath.Join(tmp, "state"))
+	r := execute(4*time.Minute, localstack.Environ("DEMO_EXIT=1"), demo, "--bin-dir", binDir, "--state-dir", filepath.Join(tmp, "state"), "--broker", brokerUnderTest)
 	t.Logf("demo ran in %s", time.Since(start).Round(100*time.Millisecond))
 	if r.err != nil {
 		t.Fatalf("the demo failed:\n%s", r)
@@ -51,6 +51,9 @@ func TestDemoCompletes(t *testing.T) {
 	trail := section(t, out, "The audit trail")
 	if len(linesWith(trail, `"reference":"CHG-1042"`)) == 0 {
 		t.Errorf("the audit trail names no ticket CHG-1042:\n%s", trail)
+	}
+	if brokerUnderTest == localstack.BrokerKafka && !strings.Contains(out, "(broker: Apache Kafka ") {
+		t.Errorf("the demo did not run on Apache Kafka:\n%s", out)
 	}
 	if !strings.Contains(out, "The story completed") || !strings.Contains(out, "stopping control plane ... stopped") {
 		t.Errorf("the demo did not complete and stop cleanly:\n%s", out)

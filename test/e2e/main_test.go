@@ -17,6 +17,8 @@ import (
 	"github.com/go-logr/logr"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/hms-platform/bus-operator/test/harness/brokers"
+	"github.com/hms-platform/bus-operator/test/harness/kafkabroker"
 	"github.com/hms-platform/bus-operator/test/harness/localstack"
 )
 
@@ -31,10 +33,31 @@ var repoRoot = func() string {
 
 var binDir = filepath.Join(repoRoot, "bin")
 
+// brokerUnderTest is the broker the stacks run (HMSBUS_TEST_BROKER): the
+// embedded one, or Apache Kafka in `make test`'s Kafka tier, where the demo
+// and the workflows play on Kafka too.
+var brokerUnderTest string
+
 func TestMain(m *testing.M) {
 	// envtest logs through controller-runtime; the stack's log files hold
 	// everything worth reading.
 	logf.SetLogger(logr.Discard())
+	kind, err := brokers.Selected()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	brokerUnderTest = string(kind)
+	name := "embedded kfake"
+	if kind == brokers.Kafka {
+		name = "Apache Kafka"
+		if home, err := kafkabroker.ResolveHome(""); err == nil {
+			if v, err := kafkabroker.HomeVersion(home); err == nil {
+				name += " " + v
+			}
+		}
+	}
+	brokers.Announce(name + " (started by each stack)")
 	code := m.Run()
 	if err := stopShared(code != 0); err != nil {
 		fmt.Fprintln(os.Stderr, "stopping the shared stack:", err)

@@ -129,7 +129,7 @@ func setUpFixture() (*fixture, error) {
 	shared.dir = dir
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
-	stack, err := localstack.Start(ctx, localstack.Options{BinDir: binDir, StateDir: filepath.Join(dir, "state"), RootDir: repoRoot, Progress: &shared.progress})
+	stack, err := localstack.Start(ctx, localstack.Options{BinDir: binDir, StateDir: filepath.Join(dir, "state"), RootDir: repoRoot, Progress: &shared.progress, Broker: brokerUnderTest})
 	if err != nil {
 		return nil, err
 	}

@@ -11,12 +11,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hms-platform/bus-operator/test/harness/kafkabroker"
 )
 
 // startBroker runs `hmsbus-broker` on three free ports with its data in the
 // state dir, and waits until it has announced its bootstrap address and
 // every port accepts connections.
 func (s *Stack) startBroker(ctx context.Context, timeout time.Duration) error {
+	s.BrokerName = "embedded kfake"
 	begin := s.begin("starting embedded broker (hmsbus-broker, 3 brokers, SASL/SCRAM and ACLs on)")
 	ports, err := FreePorts(3)
 	if err != nil {
@@ -48,6 +51,57 @@ func (s *Stack) startBroker(ctx context.Context, timeout time.Duration) error {
 	}
 	s.ready(begin)
 	s.say("  bootstrap %s, admin password in %s, log %s", s.Bootstrap, s.AdminPasswordFile, s.Path(BrokerLog))
+	return nil
+}
+
+// kafkaSCRAMIterations is what the operator issues credentials with on
+// Kafka: twice the minimum, which Kafka honours (kfake only verifies 4096).
+const kafkaSCRAMIterations = 8192
+
+// startKafka runs Apache Kafka from bin/kafka (one KRaft node: SASL/SCRAM
+// on its client listener, ACLs enforced, the admin the only super user)
+// with its data and log in the state dir.
+func (s *Stack) startKafka(_ context.Context, timeout time.Duration) error {
+	version := "?"
+	if home, err := kafkabroker.ResolveHome(""); err == nil {
+		if v, err := kafkabroker.HomeVersion(home); err == nil {
+			version = v
+		}
+	}
+	s.BrokerName = "Apache Kafka " + version
+	begin := s.begin("starting " + s.BrokerName + " (one KRaft node, SASL/SCRAM and ACLs on, TLS listeners)")
+	kb, err := kafkabroker.Start(kafkabroker.Options{
+		Dir:          s.Path(brokerDataDir),
+		AdminUser:    BrokerAdmin,
+		StartTimeout: timeout,
+	})
+	if err != nil {
+		return err
+	}
+	s.kafka = kb
+	// The launcher keeps the password in its own directory; the operator
+	// and the demo read it from the state dir, as with the embedded broker.
+	s.AdminPasswordFile = s.Path(adminPasswordFile)
+	if err := os.WriteFile(s.AdminPasswordFile, []byte(kb.AdminPassword+"\n"), 0o600); err != nil {
+		return fmt.Errorf("writing the broker admin password: %w", err)
+	}
+	// The Kafka log stays where the launcher writes it; BrokerLog points
+	// there so people find it where the embedded broker's log would be.
+	_ = os.Remove(s.Path(BrokerLog))
+	if err := os.Symlink(kb.LogPath(), s.Path(BrokerLog)); err != nil {
+		return fmt.Errorf("linking the Kafka log: %w", err)
+	}
+	s.Bootstrap = kb.Bootstrap()
+	s.ready(begin)
+	s.say("  bootstrap %s (TLS %s), admin password in %s, log %s", s.Bootstrap, kb.TLSBootstrap(), s.AdminPasswordFile, s.Path(BrokerLog))
+	return nil
+}
+
+// brokerArgs are the operator flags the broker needs besides its address.
+func (s *Stack) brokerArgs() []string {
+	if s.kafka != nil {
+		return []string{"--scram-iterations", strconv.Itoa(kafkaSCRAMIterations)}
+	}
 	return nil
 }
 
@@ -94,7 +148,7 @@ func (s *Stack) startOperator(ctx context.Context, opts Options) error {
 		"--kafka-password-file", s.AdminPasswordFile,
 		"--metrics-bind-address", "0",
 		"--health-probe-bind-address", s.ProbeAddr,
-	}, opts.ManagerArgs...)
+	}, append(s.brokerArgs(), opts.ManagerArgs...)...)
 	s.operator, err = startProcess("operator", s.Path(OperatorLog), Environ("KUBECONFIG="+s.Path(operatorKubeconfig)),
 		filepath.Join(s.BinDir, "manager"), args...)
 	if err != nil {

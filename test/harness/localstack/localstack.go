@@ -1,7 +1,8 @@
 // Package localstack runs hms-bus on one machine the way a user would: a
 // control plane (etcd and kube-apiserver via test/harness/testenv, with the CRDs,
-// admission policies and persona roles installed), the embedded broker as a
-// `hmsbus-broker` process and the operator as a `manager` process, both from
+// admission policies and persona roles installed), a broker (the embedded one
+// as a `hmsbus-broker` process, or Apache Kafka from bin/kafka through
+// test/harness/kafkabroker) and the operator as a `manager` process, from
 // built binaries. The operator authenticates as its own user bound only to
 // the generated ClusterRole config/rbac/role.yaml, so a run also proves that
 // role is enough. `make demo` and the e2e tests use it.
@@ -18,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hms-platform/bus-operator/test/harness/kafkabroker"
 	"github.com/hms-platform/bus-operator/test/harness/testenv"
 )
 
@@ -56,7 +58,20 @@ type Options struct {
 	// ReadyTimeout bounds each component's start (default 2 minutes: a
 	// first start on a busy 2-core machine is slow).
 	ReadyTimeout time.Duration
+	// Broker is the broker to run: BrokerEmbedded (default) or
+	// BrokerKafka.
+	Broker string
 }
+
+// The brokers a stack can run.
+const (
+	// BrokerEmbedded is `hmsbus-broker`: franz-go's kfake, 3 nodes, SASL/SCRAM
+	// and ACLs on. Fast to start; lenient where Kafka is strict.
+	BrokerEmbedded = "embedded"
+	// BrokerKafka is Apache Kafka itself (make kafka), one KRaft node with
+	// SASL/SCRAM, ACLs and TLS listeners: what users run.
+	BrokerKafka = "kafka"
+)
 
 // Stack is a running local hms-bus.
 type Stack struct {
@@ -68,6 +83,9 @@ type Stack struct {
 	BinDir string
 	// StateDir holds everything the run writes.
 	StateDir string
+	// Broker is the broker that runs (BrokerEmbedded or BrokerKafka), and
+	// BrokerName says which for people ("Apache Kafka 4.4.0").
+	Broker, BrokerName string
 	// Bootstrap is the broker's comma-separated bootstrap address.
 	Bootstrap string
 	// AdminPasswordFile holds the broker superuser's password.
@@ -78,6 +96,7 @@ type Stack struct {
 	progress io.Writer
 	cpLog    *os.File
 	broker   *process
+	kafka    *kafkabroker.Broker
 	operator *process
 
 	stopOnce sync.Once
@@ -107,7 +126,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if err := checkOptions(&opts); err != nil {
 		return nil, err
 	}
-	s := &Stack{BinDir: opts.BinDir, StateDir: opts.StateDir, progress: opts.Progress}
+	s := &Stack{BinDir: opts.BinDir, StateDir: opts.StateDir, progress: opts.Progress, Broker: opts.Broker}
 	if s.progress == nil {
 		s.progress = io.Discard
 	}
@@ -143,6 +162,18 @@ func checkOptions(opts *Options) error {
 	if opts.ReadyTimeout <= 0 {
 		opts.ReadyTimeout = 2 * time.Minute
 	}
+	switch opts.Broker {
+	case "":
+		opts.Broker = BrokerEmbedded
+	case BrokerEmbedded, BrokerKafka:
+	default:
+		return fmt.Errorf("localstack: unknown broker %q (want %s or %s)", opts.Broker, BrokerEmbedded, BrokerKafka)
+	}
+	if opts.Broker == BrokerKafka {
+		if _, err := kafkabroker.ResolveHome(""); err != nil {
+			return fmt.Errorf("localstack: %w", err)
+		}
+	}
 	return CheckBinaries(opts.BinDir)
 }
 
@@ -169,7 +200,11 @@ func (s *Stack) start(ctx context.Context, opts Options) error {
 	if err := s.bindOperatorRole(ctx, opts.ReadyTimeout); err != nil {
 		return err
 	}
-	if err := s.startBroker(ctx, opts.ReadyTimeout); err != nil {
+	startBroker := s.startBroker
+	if opts.Broker == BrokerKafka {
+		startBroker = s.startKafka
+	}
+	if err := startBroker(ctx, opts.ReadyTimeout); err != nil {
 		return err
 	}
 	return s.startOperator(ctx, opts)
@@ -247,6 +282,16 @@ func (s *Stack) Stop() error {
 		}
 		if s.broker != nil {
 			errs = append(errs, s.stopProcess(s.broker, 30*time.Second))
+		}
+		if s.kafka != nil {
+			begin := s.begin("stopping broker (" + s.BrokerName + ")")
+			err := s.kafka.Stop()
+			errs = append(errs, err)
+			if err == nil {
+				s.done(begin, "stopped")
+			} else {
+				_, _ = fmt.Fprintln(s.progress, "failed")
+			}
 		}
 		if s.Env != nil {
 			begin := s.begin("stopping control plane")

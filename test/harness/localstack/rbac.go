@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -19,45 +20,79 @@ import (
 // roleFile is the operator's ClusterRole as controller-gen generates it.
 var roleFile = filepath.Join("config", "rbac", "role.yaml")
 
-// bindOperatorRole installs the generated ClusterRole as it is, binds it to
-// the operator's user and nothing else, and waits until the API server's
-// authorizer has caught up. If the role lacks a rule, the operator's log
-// shows "forbidden" errors and its objects never become Ready: the role is
-// never widened here.
+// bindOperatorRole installs the generated role and binds it to the
+// operator's user (see BindOperatorRole), with a progress line.
 func (s *Stack) bindOperatorRole(ctx context.Context, timeout time.Duration) error {
 	begin := s.begin("binding ClusterRole " + OperatorRole + " (" + roleFile + ") to user " + OperatorUser)
-	path := filepath.Join(s.RootDir, roleFile)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("reading the operator's role: %w", err)
-	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.UnmarshalStrict(data, role); err != nil {
-		return fmt.Errorf("parsing %s: %w", path, err)
-	}
-	if role.Name != OperatorRole {
-		return fmt.Errorf("%s defines ClusterRole %q; want %q", path, role.Name, OperatorRole)
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: OperatorRole},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: OperatorUser}},
-	}
-	for _, obj := range []client.Object{role, binding} {
-		if err := s.Env.Client.Create(ctx, obj); err != nil {
-			return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
-		}
-	}
-	if err := s.waitForOperatorAccess(ctx, timeout); err != nil {
+	if err := BindOperatorRole(ctx, s.Env.Client, s.RootDir, timeout); err != nil {
 		return err
 	}
 	s.ready(begin)
 	return nil
 }
 
+// BindOperatorRole installs the ClusterRole (and Role) of
+// config/rbac/role.yaml under rootDir as they are, binds them to the
+// operator's user OperatorUser and nothing else, and waits until the API
+// server's authorizer has caught up. If the role lacks a rule, the
+// operator's log shows "forbidden" errors and its objects never become
+// Ready: the role is never widened here. Other harnesses that run
+// bin/manager as its own user (the fault suite) use it too.
+func BindOperatorRole(ctx context.Context, c client.Client, rootDir string, timeout time.Duration) error {
+	path := filepath.Join(rootDir, roleFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading the operator's role: %w", err)
+	}
+	// The file holds the ClusterRole and, for what the operator writes in
+	// its own namespace only, a Role.
+	var objs []client.Object
+	for i, doc := range strings.Split(string(data), "\n---\n") {
+		var kind struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &kind); err != nil {
+			return fmt.Errorf("parsing document %d of %s: %w", i+1, path, err)
+		}
+		switch kind.Kind {
+		case "ClusterRole":
+			role := &rbacv1.ClusterRole{}
+			if err := yaml.UnmarshalStrict([]byte(doc), role); err != nil {
+				return fmt.Errorf("parsing %s: %w", path, err)
+			}
+			if role.Name != OperatorRole {
+				return fmt.Errorf("%s defines ClusterRole %q; want %q", path, role.Name, OperatorRole)
+			}
+			objs = append(objs, role, &rbacv1.ClusterRoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: OperatorRole},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: OperatorUser}},
+			})
+		case "Role":
+			role := &rbacv1.Role{}
+			if err := yaml.UnmarshalStrict([]byte(doc), role); err != nil {
+				return fmt.Errorf("parsing %s: %w", path, err)
+			}
+			objs = append(objs, role, &rbacv1.RoleBinding{
+				ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: role.Namespace},
+				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
+				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: OperatorUser}},
+			})
+		default:
+			return fmt.Errorf("%s: unexpected %q document", path, kind.Kind)
+		}
+	}
+	for _, obj := range objs {
+		if err := c.Create(ctx, obj); err != nil {
+			return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
+		}
+	}
+	return waitForOperatorAccess(ctx, c, timeout)
+}
+
 // waitForOperatorAccess waits until the operator user may list Topics: the
 // authorizer reads bindings from an informer, so a new one takes a moment.
-func (s *Stack) waitForOperatorAccess(ctx context.Context, timeout time.Duration) error {
+func waitForOperatorAccess(ctx context.Context, c client.Client, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
@@ -67,7 +102,7 @@ func (s *Stack) waitForOperatorAccess(ctx context.Context, timeout time.Duration
 				Verb: "list", Group: busv1.GroupVersion.Group, Resource: "topics",
 			},
 		}}
-		err := s.Env.Client.Create(ctx, sar)
+		err := c.Create(ctx, sar)
 		if err == nil && sar.Status.Allowed {
 			return nil
 		}
