@@ -63,6 +63,7 @@ As a kubectl plugin: put a copy of (or a symlink to) this binary named
 		a.ticketsCmd(),
 		a.statusCmd(),
 		a.rotateCmd(),
+		a.auditCmd(),
 	)
 	return root
 }

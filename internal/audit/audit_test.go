@@ -2,109 +2,491 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
 	"github.com/hms-platform/bus-operator/internal/kafka"
 )
 
-// fakeAdmin records appends and fails the first failures of them; the
-// rest of kafka.Admin is not used by the recorder.
-type fakeAdmin struct {
-	kafka.Admin
-	failures int
-	appended [][]byte
-	keys     []string
-	topics   map[string]kafka.Topic
-	created  []kafka.NewTopic
-}
-
-func (f *fakeAdmin) Append(_ context.Context, topic string, key, value []byte) error {
-	if f.failures > 0 {
-		f.failures--
-		return fmt.Errorf("appending to %s: %w", topic, kafka.ErrUnavailable)
-	}
-	f.keys = append(f.keys, string(key))
-	f.appended = append(f.appended, value)
-	return nil
-}
-
-func (f *fakeAdmin) DescribeTopics(_ context.Context, names ...string) (map[string]kafka.Topic, error) {
-	out := map[string]kafka.Topic{}
-	for _, n := range names {
-		if t, ok := f.topics[n]; ok {
-			out[n] = t
-		}
-	}
-	return out, nil
-}
-
-func (f *fakeAdmin) CreateTopic(_ context.Context, t kafka.NewTopic) (kafka.Topic, error) {
-	f.created = append(f.created, t)
-	return kafka.Topic{Name: t.Name}, nil
-}
-
 type event struct{ eventtype, reason, note string }
 
-type fakeEvents struct{ events []event }
+type fakeEvents struct {
+	mu     sync.Mutex
+	events []event
+}
 
 func (f *fakeEvents) Eventf(_ runtime.Object, _ runtime.Object, eventtype, reason, _ string, note string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	f.events = append(f.events, event{eventtype, reason, fmt.Sprintf(note, args...)})
 }
 
-func topicObj() *busv1.Topic {
-	return &busv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: "fees", Name: "fee-updated", UID: "uid-1", Generation: 3}}
+func (f *fakeEvents) list() []event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]event(nil), f.events...)
 }
 
-func TestRecordWritesEventAndJSON(t *testing.T) {
-	admin, ev := &fakeAdmin{}, &fakeEvents{}
-	r := &Recorder{Admin: admin, Topic: DefaultTopic, Events: ev}
-	created := testutil.ToFloat64(brokerChanges.WithLabelValues("Topic", OpCreateTopic, CauseApproved))
-	ticket := &busv1.AppliedTicket{Name: "chg-1042", Reference: "CHG-1042", ApprovedBy: []string{"rita"}}
-	r.Record(context.Background(), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated", Cause: CauseApproved, Ticket: ticket, After: map[string]int{"partitions": 3}})
+func topicObj() *busv1.Topic {
+	return &busv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: "fees", Name: "fee-updated", UID: "uid-1", Generation: 3, ResourceVersion: "41"}}
+}
 
-	if len(ev.events) != 1 || ev.events[0].reason != OpCreateTopic || !strings.Contains(ev.events[0].note, "under CHG-1042") {
-		t.Fatalf("events %+v", ev.events)
+func newRecorder(admin *fakeAdmin, heads HeadStore) (*Recorder, *fakeEvents) {
+	ev := &fakeEvents{}
+	return &Recorder{Admin: admin, Topic: DefaultTopic, Events: ev, Heads: heads}, ev
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var ticket = &busv1.AppliedTicket{Name: "chg-1042", Reference: "CHG-1042", ApprovedBy: []string{"rita"}}
+
+func TestBeginStoresIntentBeforeDoneStoresOutcome(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	r, ev := newRecorder(admin, nil)
+	created := testutil.ToFloat64(brokerChanges.WithLabelValues("Topic", OpCreateTopic, CauseApproved))
+
+	p, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated", Cause: CauseApproved, Ticket: ticket, After: map[string]int{"partitions": 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := admin.records()
+	if len(recs) != 1 || len(ev.list()) != 0 {
+		t.Fatalf("after Begin: %d records, events %+v; want the intent alone and no event yet", len(recs), ev.list())
+	}
+	in := recs[0]
+	if in.Phase != PhaseIntent || in.Seq != 1 || in.PrevHash != GenesisHash || in.ID != p.ID() || in.Object.UID != "uid-1" ||
+		in.Object.Generation != 3 || in.Ticket.ApprovedBy[0] != "rita" || in.Key != IdempotencyKey("uid-1", "41", OpCreateTopic, "FeeUpdated") {
+		t.Fatalf("intent %+v", in)
+	}
+
+	p.Done(ctxT(t), nil)
+	p.Done(ctxT(t), nil) // a second Done does nothing
+	recs = admin.records()
+	if len(recs) != 2 {
+		t.Fatalf("want intent and outcome, got %d records", len(recs))
+	}
+	out := recs[1]
+	if out.Phase != PhaseOutcome || out.ID != in.ID || out.Result != ResultSucceeded || out.Seq != 2 || out.PrevHash != HashRecord(admin.stored()[0].Value) || out.Operation != "" {
+		t.Fatalf("outcome %+v", out)
+	}
+	if evs := ev.list(); len(evs) != 1 || evs[0].reason != OpCreateTopic || !strings.Contains(evs[0].note, "under CHG-1042") {
+		t.Fatalf("events %+v", evs)
 	}
 	if got := testutil.ToFloat64(brokerChanges.WithLabelValues("Topic", OpCreateTopic, CauseApproved)); got != created+1 {
 		t.Fatalf("hmsbus_broker_changes_total went from %v to %v, want +1", created, got)
 	}
-	if len(admin.appended) != 1 || admin.keys[0] != "Topic/fees/fee-updated" {
-		t.Fatalf("appended %d records with keys %v", len(admin.appended), admin.keys)
-	}
-	var got Record
-	if err := json.Unmarshal(admin.appended[0], &got); err != nil {
-		t.Fatal(err)
-	}
-	if got.ID == "" || got.Time.IsZero() || got.Object.UID != "uid-1" || got.Object.Generation != 3 || got.Ticket.ApprovedBy[0] != "rita" || got.Operation != OpCreateTopic {
-		t.Fatalf("record %+v", got)
+	if f := VerifyChain(admin.stored(), nil); len(f) != 0 {
+		t.Fatalf("findings %v", f)
 	}
 }
 
-func TestRecordRetriesThenKeepsRecordInWarningEvent(t *testing.T) {
-	admin, ev := &fakeAdmin{failures: 2}, &fakeEvents{}
-	r := &Recorder{Admin: admin, Topic: DefaultTopic, Events: ev}
-	r.Record(context.Background(), topicObj(), "Topic", Record{Operation: OpAlterTopicConfig, Resource: "FeeUpdated", Cause: CauseDrift})
-	if len(admin.appended) != 1 {
-		t.Fatalf("two failures then success must append once, got %d", len(admin.appended))
+func TestDoneRecordsAFailedWrite(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	r, ev := newRecorder(admin, nil)
+	p, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpAddPartitions, Resource: "FeeUpdated", Cause: CauseApproved})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.DoneWith(ctxT(t), &kafka.RejectedError{Op: "setting partitions", Code: "INVALID_PARTITIONS"}, map[string]int{"partitions": 3})
+	out := admin.records()[1]
+	if out.Result != ResultFailed || !strings.Contains(out.Error, "INVALID_PARTITIONS") || out.After == nil {
+		t.Fatalf("outcome %+v", out)
+	}
+	if len(ev.list()) != 0 {
+		t.Fatalf("a failed write is no completed change, yet events %+v", ev.list())
+	}
+}
+
+func TestBeginRefusesWhenTheIntentCannotBeStored(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	admin.failures = 1
+	r, _ := newRecorder(admin, nil)
+	_, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpDeleteTopic, Resource: "FeeUpdated", Cause: CauseDeletion})
+	if !errors.Is(err, ErrAuditUnavailable) || !errors.Is(err, kafka.ErrUnavailable) {
+		t.Fatalf("Begin with the audit topic failing: %v, want ErrAuditUnavailable (a transient error)", err)
+	}
+	if len(admin.records()) != 0 {
+		t.Fatal("a failed intent must leave nothing stored")
+	}
+	// The next attempt chains from where the log really is.
+	p, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpDeleteTopic, Resource: "FeeUpdated", Cause: CauseDeletion})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Done(ctxT(t), nil)
+	if f := VerifyChain(admin.stored(), nil); len(f) != 0 {
+		t.Fatalf("findings %v", f)
 	}
 
+	// No audit topic, and the broker refuses to create it: nothing can be
+	// recorded, so nothing may be changed.
+	r, _ = newRecorder(&fakeAdmin{topics: map[string]kafka.Topic{}, refuseCreate: true}, nil)
+	_, err = r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "x"})
+	var ie *IntentError
+	if !errors.Is(err, ErrAuditUnavailable) || !errors.As(err, &ie) || !kafka.IsRejected(ie.Cause) {
+		t.Fatalf("Begin without audit topic: %v", err)
+	}
+	// A reconciler must not take the audit topic's refusal for its own.
+	if kafka.IsRejected(err) || errors.Is(err, kafka.ErrTopicNotFound) {
+		t.Fatalf("Begin's error matches the adapter's kinds: %v", err)
+	}
+	// A missing topic is created by the first Begin, with one partition.
+	missing := &fakeAdmin{topics: map[string]kafka.Topic{}}
+	r, _ = newRecorder(missing, nil)
+	r.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "x"})
+	if recs := missing.records(); len(missing.created) != 1 || missing.created[0].Partitions != 1 || len(recs) != 2 || recs[0].PrevHash != GenesisHash {
+		t.Fatalf("created %+v, records %+v", missing.created, recs)
+	}
+	// Several partitions cannot hold one chain: fail closed.
+	many := newFakeAdmin(DefaultTopic)
+	many.topics[DefaultTopic] = kafka.Topic{Name: DefaultTopic, Partitions: 3}
+	r, _ = newRecorder(many, nil)
+	if _, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "x"}); !errors.As(err, &ie) || !errors.Is(ie.Cause, errNotLinear) {
+		t.Fatalf("Begin on a 3-partition audit topic: %v", err)
+	}
+}
+
+func TestDoneStoresTheOutcomeAfterTheCallerIsCancelled(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	r, _ := newRecorder(admin, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := r.Begin(ctx, topicObj(), "Topic", Record{Operation: OpAlterTopicConfig, Resource: "FeeUpdated", Cause: CauseDrift})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel() // graceful shutdown, after the broker write was sent
+	p.Done(ctx, nil)
+	recs := admin.records()
+	if len(recs) != 2 || recs[1].Result != ResultSucceeded {
+		t.Fatalf("records %+v", recs)
+	}
+}
+
+func TestDoneThatCannotStoreKeepsTheOutcomeAndTheKeeperRetries(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	heads := &memHeads{}
+	r, ev := newRecorder(admin, heads)
+	r.OutcomeTimeout = 300 * time.Millisecond
+	p, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated", Cause: CauseApproved})
+	if err != nil {
+		t.Fatal(err)
+	}
 	failed := testutil.ToFloat64(auditWriteFailures)
-	admin, ev = &fakeAdmin{failures: 10}, &fakeEvents{}
-	r = &Recorder{Admin: admin, Topic: DefaultTopic, Events: ev}
-	r.Record(context.Background(), topicObj(), "Topic", Record{Operation: OpDeleteTopic, Resource: "FeeUpdated", Cause: CauseDeletion})
+	admin.mu.Lock()
+	admin.failures = 1000
+	admin.mu.Unlock()
+	p.Done(ctxT(t), nil)
 	if got := testutil.ToFloat64(auditWriteFailures); got != failed+1 {
 		t.Fatalf("hmsbus_audit_write_failures_total went from %v to %v, want +1", failed, got)
 	}
-	if len(ev.events) != 2 || ev.events[1].reason != "AuditWriteFailed" || !strings.Contains(ev.events[1].note, `"operation":"DeleteTopic"`) {
-		t.Fatalf("a lost audit record must be kept in a Warning event, got %+v", ev.events)
+	evs := ev.list()
+	if len(evs) != 2 || evs[1].reason != "AuditWriteFailed" || !strings.Contains(evs[1].note, `"result":"succeeded"`) || !strings.Contains(evs[1].note, `"operation":"CreateTopic"`) {
+		t.Fatalf("an outcome not stored must be kept in a Warning event, got %+v", evs)
+	}
+	admin.mu.Lock()
+	admin.failures = 0
+	admin.mu.Unlock()
+
+	stop := runKeeper(t, r, time.Nanosecond)
+	waitFor(t, func() bool { return len(admin.records()) == 2 })
+	stop()
+	recs := admin.records()
+	if recs[1].ID != p.ID() || recs[1].Result != ResultSucceeded {
+		t.Fatalf("retried outcome %+v", recs[1])
+	}
+	if h := heads.last(); h == nil || h.Seq != 2 || h.Checkpoint != 2 {
+		t.Fatalf("published head %+v, want seq 2 with every intent closed", h)
+	}
+}
+
+// runKeeper starts a Keeper and returns a func that stops it and waits.
+func runKeeper(t *testing.T, r *Recorder, adopt time.Duration) func() {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &Keeper{Recorder: r, AdoptWindow: adopt, PublishInterval: 20 * time.Millisecond}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := k.Start(ctx); err != nil {
+			t.Errorf("Keeper: %v", err)
+		}
+	}()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func outcomesFor(recs []Record, id string) []Record {
+	var out []Record
+	for _, r := range recs {
+		if r.ID == id && r.Phase == PhaseOutcome {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestKeeperClosesIntentsLeftByAStoppedProcessExactlyOnce(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	heads := &memHeads{}
+	// The first process stores an intent and dies before the outcome.
+	r1, _ := newRecorder(admin, heads)
+	p, err := r1.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated", Cause: CauseApproved})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The next leader hands over.
+	r2, _ := newRecorder(admin, heads)
+	stop := runKeeper(t, r2, time.Nanosecond)
+	waitFor(t, func() bool { return len(outcomesFor(admin.records(), p.ID())) == 1 })
+	waitFor(t, func() bool { h := heads.last(); return h != nil && h.Seq == 2 })
+	stop()
+	// And the one after it finds nothing left to close.
+	r3, _ := newRecorder(admin, heads)
+	stop = runKeeper(t, r3, time.Nanosecond)
+	time.Sleep(200 * time.Millisecond)
+	stop()
+	// Nor does one without a published head, reading the whole log.
+	r4, _ := newRecorder(admin, nil)
+	stop = runKeeper(t, r4, time.Nanosecond)
+	time.Sleep(200 * time.Millisecond)
+	stop()
+
+	outs := outcomesFor(admin.records(), p.ID())
+	if len(outs) != 1 || outs[0].Result != ResultInterrupted || !strings.Contains(outs[0].Error, "next reconcile") {
+		t.Fatalf("outcomes of the dangling intent: %+v", outs)
+	}
+	if len(admin.records()) != 2 {
+		t.Fatalf("log has %d records, want the intent and one outcome", len(admin.records()))
+	}
+	if f := VerifyChain(admin.stored(), heads.last()); len(f) != 0 {
+		t.Fatalf("findings %v", f)
+	}
+}
+
+func TestRetryAfterACrashAdoptsTheOpenIntent(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	rec := Record{Operation: OpAddPartitions, Resource: "FeeUpdated", Cause: CauseApproved, After: map[string]int32{"partitions": 6}}
+	r1, _ := newRecorder(admin, nil)
+	p1, err := r1.Begin(ctxT(t), topicObj(), "Topic", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Restart: the reconcile retries the same write of the same object
+	// version; the Keeper waits for it to adopt the intent.
+	r2, _ := newRecorder(admin, nil)
+	stop := runKeeper(t, r2, time.Hour)
+	p2, err := r2.Begin(ctxT(t), topicObj(), "Topic", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p2.ID() != p1.ID() {
+		t.Fatalf("retry got a new intent %s, want the open one %s", p2.ID(), p1.ID())
+	}
+	p2.Done(ctxT(t), nil)
+	stop()
+	recs := admin.records()
+	if len(recs) != 2 || recs[1].ID != p1.ID() || recs[1].Result != ResultSucceeded {
+		t.Fatalf("records %+v", recs)
+	}
+
+	// A different write (other target) of the same object gets its own.
+	p3, err := r2.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpAddPartitions, Resource: "FeeUpdated", After: map[string]int32{"partitions": 9}})
+	if err != nil || p3.ID() == p1.ID() {
+		t.Fatalf("new write: %v, id %s", err, p3.ID())
+	}
+}
+
+func TestIntentStoredAfterItsCallerGaveUpIsClosedAsAbandoned(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	r, _ := newRecorder(admin, nil)
+	if err := r.chain().ensureLoaded(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	admin.mu.Lock()
+	admin.hold = hold
+	admin.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := r.Begin(ctx, topicObj(), "Topic", Record{Operation: OpDeleteTopic, Resource: "FeeUpdated", Cause: CauseDeletion})
+	if !errors.Is(err, ErrAuditUnavailable) {
+		t.Fatalf("Begin with the broker slow to answer: %v", err)
+	}
+	admin.mu.Lock()
+	admin.hold = nil
+	admin.mu.Unlock()
+	close(hold) // the broker had it after all
+
+	stop := runKeeper(t, r, time.Nanosecond)
+	waitFor(t, func() bool { return len(admin.records()) == 2 })
+	stop()
+	recs := admin.records()
+	if recs[1].ID != recs[0].ID || recs[1].Result != ResultAbandoned {
+		t.Fatalf("records %+v", recs)
+	}
+	if f := VerifyChain(admin.stored(), nil); len(f) != 0 {
+		t.Fatalf("findings %v", f)
+	}
+}
+
+func TestConcurrentChangesFormOneChain(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	heads := &memHeads{}
+	r, _ := newRecorder(admin, heads)
+	stop := runKeeper(t, r, time.Nanosecond)
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Go(func() {
+			obj := topicObj()
+			obj.UID = types.UID(fmt.Sprint("uid-", i))
+			p, err := r.Begin(context.Background(), obj, "Topic", Record{Operation: OpCreateTopic, Resource: fmt.Sprint("t", i), Cause: CauseApproved})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			p.Done(context.Background(), nil)
+		})
+	}
+	wg.Wait()
+	stop()
+	stored := admin.stored()
+	if len(stored) != 128 {
+		t.Fatalf("%d records, want 128", len(stored))
+	}
+	if f := VerifyChain(stored, heads.last()); len(f) != 0 {
+		t.Fatalf("findings %v", f)
+	}
+	s := Summarize(stored)
+	if s.Intents != 64 || s.Outcomes != 64 || len(s.Open) != 0 || s.FirstSeq != 1 || s.LastSeq != 128 {
+		t.Fatalf("summary %+v", s)
+	}
+	if h := heads.last(); h == nil || h.Seq != 128 || h.Offset != 127 || h.Hash != HashRecord(stored[127].Value) {
+		t.Fatalf("final head %+v", h)
+	}
+}
+
+func TestHeadIsPublishedByTimeNotPerRecord(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	heads := &memHeads{}
+	r, _ := newRecorder(admin, heads)
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &Keeper{Recorder: r, AdoptWindow: time.Nanosecond, PublishInterval: 200 * time.Millisecond, PublishEvery: 10000}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = k.Start(ctx) }()
+	for range 300 {
+		r.Record(context.Background(), topicObj(), "Topic", Record{Operation: OpAlterTopicConfig, Resource: "FeeUpdated", Cause: CauseDrift})
+	}
+	cancel()
+	<-done
+	if n := heads.count(); n < 1 || n > 10 {
+		t.Fatalf("%d publications for 600 records, want a handful", n)
+	}
+	if h := heads.last(); h.Seq != 600 {
+		t.Fatalf("the last publication (on stop) must be the final head, got %+v", h)
+	}
+}
+
+func TestWriterNeverGoesBehindThePublishedHead(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	heads := &memHeads{}
+	r, _ := newRecorder(admin, heads)
+	for range 5 {
+		r.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpAlterTopicConfig, Resource: "FeeUpdated"})
+	}
+	stored := admin.stored()
+	if err := heads.PublishHead(ctxT(t), Head{Topic: DefaultTopic, Seq: 10, Offset: 9, Hash: HashRecord(stored[9].Value), Checkpoint: 10}); err != nil {
+		t.Fatal(err)
+	}
+	// Someone removes the last four records from the log files.
+	admin.mu.Lock()
+	admin.log = admin.log[:6]
+	admin.next = 6
+	admin.mu.Unlock()
+	r2, _ := newRecorder(admin, heads)
+	r2.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpAlterTopicConfig, Resource: "FeeUpdated"})
+	if got := admin.records()[6]; got.Seq != 11 {
+		t.Fatalf("the writer continued at seq %d, want 11 (after the published head)", got.Seq)
+	}
+	f := VerifyChain(admin.stored(), heads.last())
+	if len(f) == 0 || f[0].Kind != FindingRemoved || f[0].Seq != 7 {
+		t.Fatalf("findings %v, want seq 7.. removed", f)
+	}
+}
+
+func TestRecordWrapperKeepsALostRecordInAWarningEvent(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	admin.failures = 1
+	r, ev := newRecorder(admin, nil)
+	failed := testutil.ToFloat64(auditWriteFailures)
+	r.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpDeleteTopic, Resource: "FeeUpdated", Cause: CauseDeletion})
+	if got := testutil.ToFloat64(auditWriteFailures); got != failed+1 {
+		t.Fatalf("hmsbus_audit_write_failures_total went from %v to %v, want +1", failed, got)
+	}
+	evs := ev.list()
+	if len(evs) != 2 || evs[0].reason != OpDeleteTopic || evs[1].reason != "AuditWriteFailed" || !strings.Contains(evs[1].note, `"operation":"DeleteTopic"`) {
+		t.Fatalf("a lost audit record must be kept in a Warning event, got %+v", evs)
+	}
+	r.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpDeleteTopic, Resource: "FeeUpdated", Cause: CauseDeletion})
+	if recs := admin.records(); len(recs) != 2 || recs[0].Phase != PhaseIntent || recs[1].Result != ResultSucceeded {
+		t.Fatalf("records %+v", recs)
+	}
+}
+
+func TestNoSecretInAnyRecord(t *testing.T) {
+	const password = "s3cr3t-PASSWORD-value"
+	admin := newFakeAdmin(DefaultTopic)
+	r, ev := newRecorder(admin, nil)
+	sub := &busv1.Subscription{ObjectMeta: metav1.ObjectMeta{Namespace: "fees", Name: "payment", UID: "uid-s"}}
+	// What the Subscription controller records for a credential: the
+	// mechanism and the Secret name, never the password.
+	p, err := r.Begin(ctxT(t), sub, "Subscription", Record{Operation: OpUpsertCredential, Resource: "fees.payment", Cause: CauseRotation,
+		After: map[string]any{"mechanism": "SCRAM-SHA-512", "secret": "payment-bus-credentials"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The adapter's errors name the user, not the password.
+	p.Done(ctxT(t), fmt.Errorf("upserting SCRAM credential for fees.payment: %w", kafka.ErrUnavailable))
+	for _, rec := range admin.stored() {
+		if strings.Contains(string(rec.Value), password) {
+			t.Fatalf("a password appears in record %s", rec.Value)
+		}
+	}
+	for _, e := range ev.list() {
+		if strings.Contains(e.note, password) {
+			t.Fatalf("a password appears in event %+v", e)
+		}
 	}
 }
 
@@ -113,11 +495,44 @@ func TestEnsureTopic(t *testing.T) {
 	if err := EnsureTopic(context.Background(), admin, "hms.audit"); err != nil {
 		t.Fatal(err)
 	}
-	if len(admin.created) != 1 || admin.created[0].Configs["retention.ms"] != "-1" {
-		t.Fatalf("audit topic must be created with unlimited retention, got %+v", admin.created)
+	if len(admin.created) != 1 || admin.created[0].Configs["retention.ms"] != "-1" || admin.created[0].Partitions != 1 {
+		t.Fatalf("audit topic must be created with one partition and unlimited retention, got %+v", admin.created)
 	}
 	admin = &fakeAdmin{topics: map[string]kafka.Topic{"hms.audit": {Name: "hms.audit"}}}
 	if err := EnsureTopic(context.Background(), admin, "hms.audit"); err != nil || len(admin.created) != 0 {
 		t.Fatalf("existing audit topic must be left alone: %v %+v", err, admin.created)
+	}
+}
+
+func TestKeeperRetriesTheAuditTopicWithoutBlockingShutdown(t *testing.T) {
+	admin := &fakeAdmin{topics: map[string]kafka.Topic{}, refuseCreate: true}
+	r, _ := newRecorder(admin, &memHeads{})
+	stop := runKeeper(t, r, time.Nanosecond)
+	time.Sleep(50 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the Keeper did not stop while the audit topic was missing")
+	}
+	// Once the broker allows it, the Keeper creates the topic and the
+	// chain starts from genesis.
+	admin.mu.Lock()
+	admin.refuseCreate = false
+	admin.mu.Unlock()
+	k := &Keeper{Recorder: r}
+	ctx, cancel := context.WithCancel(context.Background())
+	kdone := make(chan struct{})
+	go func() { defer close(kdone); _ = k.Start(ctx) }()
+	waitFor(t, func() bool { return r.chain().loaded.Load() })
+	cancel()
+	<-kdone
+	if len(admin.created) != 1 || admin.created[0].Partitions != 1 {
+		t.Fatalf("created %+v", admin.created)
+	}
+	r.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "x"})
+	if recs := admin.records(); len(recs) != 2 || recs[0].Seq != 1 || recs[0].PrevHash != GenesisHash {
+		t.Fatalf("records %+v", recs)
 	}
 }

@@ -124,6 +124,15 @@ type Admin interface {
 
 	// Append produces one record to a topic and waits for the broker's ack.
 	Append(ctx context.Context, topic string, key, value []byte) error
+	// AppendAsync produces one record and returns a channel that receives
+	// the broker's definitive answer (stored at an offset, or not stored)
+	// exactly once, even after ctx ends; see records.go.
+	AppendAsync(ctx context.Context, topic string, key, value []byte) <-chan AppendResult
+	// PartitionOffsets returns a partition's start and end offsets.
+	PartitionOffsets(ctx context.Context, topic string, partition int32) (Offsets, error)
+	// ReadRecords returns a partition's records in [from, to), at most max
+	// (max <= 0: all), with their stored bytes.
+	ReadRecords(ctx context.Context, topic string, partition int32, from, to int64, max int) ([]StoredRecord, error)
 	// Ping checks the broker answers and our credentials work.
 	Ping(ctx context.Context) error
 }

@@ -2,6 +2,7 @@ package plan
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/hms-platform/bus-operator/internal/kafka"
 )
@@ -59,19 +60,19 @@ type ACLDiff struct {
 // owned lists what the operator recorded as granted; only those are ever
 // deleted, so ACLs someone else created are never touched.
 func DiffACLs(desired, observed, owned []kafka.ACL) ACLDiff {
-	want := keySet(desired)
-	have := keySet(observed)
-	mine := keySet(owned)
+	want := aclSet(desired)
+	have := aclSet(observed)
+	mine := aclSet(owned)
 	var d ACLDiff
 	for _, a := range desired {
-		if !have[a.Key()] {
+		if !have[a] {
 			d.Create = append(d.Create, a)
 		}
 	}
 	for _, a := range observed {
 		switch {
-		case want[a.Key()]:
-		case mine[a.Key()]:
+		case want[a]:
+		case mine[a]:
 			d.Delete = append(d.Delete, a)
 		default:
 			d.Unmanaged = append(d.Unmanaged, a)
@@ -85,21 +86,32 @@ func DiffACLs(desired, observed, owned []kafka.ACL) ACLDiff {
 
 // SortACLs orders ACLs by key, so results and status are stable.
 func SortACLs(acls []kafka.ACL) {
-	slices.SortFunc(acls, func(a, b kafka.ACL) int {
-		switch ka, kb := a.Key(), b.Key(); {
-		case ka < kb:
-			return -1
-		case ka > kb:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(acls, compareACLs)
 }
 
-func keySet(acls []kafka.ACL) map[string]bool {
-	m := make(map[string]bool, len(acls))
+// compareACLs orders by Key, then field by field: two different ACLs can
+// share a Key when a field holds the Key's "|" separator.
+func compareACLs(a, b kafka.ACL) int {
+	if c := strings.Compare(a.Key(), b.Key()); c != 0 {
+		return c
+	}
+	for _, f := range [][2]string{{a.Principal, b.Principal}, {a.Host, b.Host}, {a.ResourceType, b.ResourceType}, {a.ResourceName, b.ResourceName},
+		{a.PatternType, b.PatternType}, {a.Operation, b.Operation}} {
+		if c := strings.Compare(f[0], f[1]); c != 0 {
+			return c
+		}
+	}
+	return strings.Compare(a.Permission, b.Permission)
+}
+
+// aclSet compares ACLs field by field, not by Key: ACL.Key joins the
+// fields with "|", which a host or group name may contain, so two different
+// ACLs could share a Key and a hand-made one pass for one the operator owns
+// (found by FuzzDiffACLs).
+func aclSet(acls []kafka.ACL) map[kafka.ACL]bool {
+	m := make(map[kafka.ACL]bool, len(acls))
 	for _, a := range acls {
-		m[a.Key()] = true
+		m[a] = true
 	}
 	return m
 }
