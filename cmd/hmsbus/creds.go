@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -15,18 +16,108 @@ import (
 )
 
 // credFlags pick where the bus credentials come from: a mounted Secret
-// directory, a Subscription's Secret in the cluster, or HMSBUS_* variables.
+// directory, a Subscription's Secret in the cluster, or HMSBUS_* variables;
+// and, for the identities whose secret is not in the Secret, where the
+// token or certificate is when the command does not run in the pod that
+// mounts them.
 type credFlags struct {
 	dir          string
 	subscription string
+	tokenFile    string
+	certFile     string
+	keyFile      string
 }
 
 func (f *credFlags) addFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&f.dir, "credentials-dir", "", "directory holding the credentials Secret's keys (a mounted Secret)")
 	fs.StringVar(&f.subscription, "subscription", "", "read the credentials of this Subscription (NAME or NAMESPACE/NAME) from the cluster")
+	fs.StringVar(&f.tokenFile, "token-file", "", "ServiceAccount token (a JWT with the broker's audience) for authentication type serviceAccount, instead of the pod's mounted token.file; read again at each connection")
+	fs.StringVar(&f.certFile, "cert-file", "", "client certificate (PEM) for authentication type tls, instead of the Secret's tls.crt; read again at each connection (needs --key-file)")
+	fs.StringVar(&f.keyFile, "key-file", "", "private key (PEM) of --cert-file")
 }
 
 func (a *app) credentials(ctx context.Context, f *credFlags) (bus.Credentials, error) {
+	if err := f.validateIdentity(); err != nil {
+		return bus.Credentials{}, err
+	}
+	creds, err := a.credentialsFrom(ctx, f)
+	if err != nil {
+		return bus.Credentials{}, err
+	}
+	return f.applyIdentity(creds)
+}
+
+// validateIdentity checks the identity file flags before any credentials
+// are read, so a typo in a path is reported as such.
+func (f *credFlags) validateIdentity() error {
+	switch {
+	case (f.certFile == "") != (f.keyFile == ""):
+		return errors.New("--cert-file and --key-file go together")
+	case f.tokenFile != "" && f.certFile != "":
+		return errors.New("use --token-file or --cert-file, not both: a Subscription has one authentication type")
+	}
+	for flag, path := range map[string]string{"--token-file": f.tokenFile, "--cert-file": f.certFile, "--key-file": f.keyFile} {
+		if path == "" {
+			continue
+		}
+		// Only checked to exist and to be readable: the content is read
+		// at each connection (a refreshed token, a renewed certificate),
+		// and never printed.
+		fh, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", flag, err)
+		}
+		_ = fh.Close()
+	}
+	return nil
+}
+
+// applyIdentity puts the token or certificate files of the flags into
+// credentials read from a Secret or the environment. A token only makes
+// sense for serviceAccount credentials (their bootstrap is the brokers'
+// OAUTHBEARER listener), a certificate only for tls credentials (the
+// client-certificate listener): anything else would fail at the broker
+// with a less helpful error.
+func (f *credFlags) applyIdentity(c bus.Credentials) (bus.Credentials, error) {
+	switch {
+	case f.tokenFile != "":
+		if c.Mechanism != bus.MechanismOAuthBearer {
+			return bus.Credentials{}, fmt.Errorf("--token-file: these credentials are for %s, not for a ServiceAccount token (authentication type serviceAccount, mechanism %s)", identityOf(c), bus.MechanismOAuthBearer)
+		}
+		c.TokenFile = f.tokenFile
+	case f.certFile != "":
+		if c.SecurityProtocol() != bus.SecurityProtocolSSL {
+			return bus.Credentials{}, fmt.Errorf("--cert-file: these credentials are for %s, not for a client certificate (authentication type tls, security protocol %s)", identityOf(c), bus.SecurityProtocolSSL)
+		}
+		c.CertPEM, c.KeyPEM = nil, nil
+		c.CertFile, c.KeyFile = f.certFile, f.keyFile
+	default:
+		return c, nil
+	}
+	if err := c.Validate(); err != nil {
+		return bus.Credentials{}, err
+	}
+	return c, nil
+}
+
+// identityOf names the kind of credentials, for error messages.
+func identityOf(c bus.Credentials) string {
+	switch {
+	case c.SecurityProtocol() == bus.SecurityProtocolSSL:
+		return "a client certificate"
+	case c.Mechanism == bus.MechanismOAuthBearer:
+		return "a ServiceAccount token"
+	case c.Mechanism != "":
+		return "a " + c.Mechanism + " password"
+	}
+	return "a password"
+}
+
+// credentialsFrom reads the credentials from the chosen source. In the
+// environment, --token-file and --cert-file/--key-file stand for the
+// HMSBUS_TOKEN_FILE and HMSBUS_CERT_FILE/HMSBUS_KEY_FILE variables, which
+// select the identity there.
+func (a *app) credentialsFrom(ctx context.Context, f *credFlags) (bus.Credentials, error) {
 	switch {
 	case f.dir != "" && f.subscription != "":
 		return bus.Credentials{}, errors.New("use either --credentials-dir or --subscription, not both")
@@ -43,7 +134,9 @@ func (a *app) credentials(ctx context.Context, f *credFlags) (bus.Credentials, e
 		}
 		return subscriptionCredentials(ctx, c, ns, name)
 	}
+	restore := setEnvFor(map[string]string{bus.EnvTokenFile: f.tokenFile, bus.EnvCertFile: f.certFile, bus.EnvKeyFile: f.keyFile})
 	creds, err := bus.CredentialsFromEnv()
+	restore()
 	if err != nil {
 		return bus.Credentials{}, fmt.Errorf("%w (set --credentials-dir, --subscription or the %s variables)", err, "HMSBUS_*")
 	}
@@ -147,4 +240,32 @@ func (c *counter) result() error {
 		return fmt.Errorf("stopped after %d of %d events", c.seen, c.limit.max)
 	}
 	return nil
+}
+
+// setEnvFor sets the non-empty values for the time of one read of the
+// environment and returns what puts the previous values back (the CLI
+// reads its credentials once, from one goroutine).
+func setEnvFor(vars map[string]string) (restore func()) {
+	type previous struct {
+		value string
+		set   bool
+	}
+	saved := map[string]previous{}
+	for k, v := range vars {
+		if v == "" {
+			continue
+		}
+		old, set := os.LookupEnv(k)
+		saved[k] = previous{old, set}
+		_ = os.Setenv(k, v)
+	}
+	return func() {
+		for k, p := range saved {
+			if p.set {
+				_ = os.Setenv(k, p.value)
+			} else {
+				_ = os.Unsetenv(k)
+			}
+		}
+	}
 }

@@ -52,17 +52,14 @@ func newClient(c Credentials, clientID string, extra ...kgo.Opt) (*client, error
 	watch := newAuthWatch(c)
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(c.Bootstrap...),
-		kgo.SASL(scramMechanism(c)),
 		kgo.ClientID(clientID),
 		kgo.WithHooks(watch),
 	}
-	if c.TLS {
-		cfg, err := tlsConfig(c.CACert)
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, kgo.DialTLSConfig(cfg))
+	ids, err := identityOpts(c)
+	if err != nil {
+		return nil, err
 	}
+	opts = append(opts, ids...)
 	cl, err := kgo.NewClient(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("creating bus client for %s: %w", c.Username, err)
@@ -84,10 +81,26 @@ type authWatch struct {
 	refused  chan struct{}
 	failure  error
 	failedMu sync.Mutex
+
+	// certificate is set for a client-certificate identity: a broker that
+	// trusts the certificate's issuer but maps no principal from its
+	// subject (no CN) completes the TLS handshake, then closes the
+	// connection at the first request.
+	certificate bool
 }
 
 func newAuthWatch(c Credentials) *authWatch {
-	return &authWatch{creds: fmt.Sprintf("%s as %s", c.mechanism(), c.Username), refused: make(chan struct{})}
+	creds := fmt.Sprintf("%s as %s", c.mechanism(), c.Username)
+	switch {
+	case c.usesCertificate():
+		creds = "client certificate"
+		if c.Username != "" {
+			creds += " CN=" + c.Username
+		}
+	case c.usesToken():
+		creds = "OAUTHBEARER token from " + c.TokenFile
+	}
+	return &authWatch{creds: creds, certificate: c.usesCertificate(), refused: make(chan struct{})}
 }
 
 // OnBrokerRead implements kgo.HookBrokerRead.
@@ -146,7 +159,19 @@ func (w *authWatch) explain(err error) error {
 	if authErr := w.err(); authErr != nil {
 		return authErr
 	}
+	if w.certificate && closedAfterHandshake(err) {
+		return fmt.Errorf("%w: the broker closed the connection right after the TLS handshake (%s): it trusts the certificate's issuer but takes no principal from its subject (does the certificate have the CN its ssl.principal.mapping.rules expect?): %w", ErrAuthenticationFailed, w.creds, err)
+	}
 	return err
+}
+
+// closedAfterHandshake reports the broker hanging up on the connection's
+// first request (kgo's ErrFirstReadEOF). With a client certificate, after
+// a TLS handshake that succeeded, that is Kafka refusing the certificate's
+// subject; kgo's own text would suggest TLS is missing, which it is not.
+func closedAfterHandshake(err error) bool {
+	var eof *kgo.ErrFirstReadEOF
+	return errors.As(err, &eof)
 }
 
 func scramMechanism(c Credentials) sasl.Mechanism {
@@ -170,11 +195,36 @@ func tlsConfig(caPEM []byte) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// newTopicGrace bounds how long describeTopic waits for a topic the broker
+// does not know yet. Apache Kafka answers CreateTopics once its controller
+// has committed the topic; the brokers learn it from the metadata log a
+// moment later and until then answer UNKNOWN_TOPIC_OR_PARTITION (or
+// LEADER_NOT_AVAILABLE while the first leader is elected). A service started
+// when the operator reports its Topic Ready must not take that moment for a
+// missing topic (Kafka's own producer likewise waits for metadata). kfake
+// knows a topic as soon as it is created.
+const newTopicGrace = 5 * time.Second
+
 // describeTopic returns the topic's partitions, after checking the
 // credentials may perform op on it. Asking first makes a missing grant, a
 // wrong password or a missing topic fail at once with a clear error, where
 // the producer and consumer would retry quietly or only notice later.
 func describeTopic(ctx context.Context, cl *client, topic string, op kmsg.ACLOperation) ([]int32, error) {
+	deadline := time.Now().Add(newTopicGrace)
+	for {
+		partitions, err := describeTopicOnce(ctx, cl, topic, op)
+		if err == nil || !isAny(err, []error{kerr.UnknownTopicOrPartition, kerr.LeaderNotAvailable}) || time.Now().After(deadline) {
+			return partitions, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func describeTopicOnce(ctx context.Context, cl *client, topic string, op kmsg.ACLOperation) ([]int32, error) {
 	req := kmsg.NewPtrMetadataRequest()
 	req.IncludeTopicAuthorizedOperations = true
 	rt := kmsg.NewMetadataRequestTopic()

@@ -3,6 +3,8 @@ package bus
 import (
 	"errors"
 	"fmt"
+	"net"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 )
@@ -45,6 +47,8 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", ErrNotAuthorized, err)
 	case isAny(err, authenticationCodes):
 		return fmt.Errorf("%w: %w", ErrAuthenticationFailed, err)
+	case certificateRefused(err):
+		return fmt.Errorf("%w: the broker refused the client certificate: %w", ErrAuthenticationFailed, err)
 	case errors.Is(err, kerr.UnknownTopicOrPartition), errors.Is(err, kerr.UnknownTopicID):
 		return fmt.Errorf("%w: %w", ErrTopicNotFound, err)
 	}
@@ -64,4 +68,34 @@ func isAny(err error, targets []error) bool {
 		}
 	}
 	return false
+}
+
+// refusedCertificateAlerts are the TLS alerts (as crypto/tls prints them) a
+// server sends when it does not accept the client's certificate: unknown
+// issuer, expired, no usable identity. Java (Kafka) sends "unknown
+// certificate" for most of them.
+var refusedCertificateAlerts = []string{
+	"tls: bad certificate",
+	"tls: unsupported certificate",
+	"tls: revoked certificate",
+	"tls: expired certificate",
+	"tls: unknown certificate",
+	"tls: unknown certificate authority",
+	"tls: access denied",
+	"tls: certificate required",
+}
+
+// certificateRefused reports a TLS alert from the broker refusing the
+// client certificate. It is the certificate identity's "wrong password":
+// without it such a refusal would be an unclassified network error that
+// callers (and the subscriber) cannot tell from a broker being away.
+// crypto/tls reports an alert it received as a net.OpError with Op
+// "remote error" around an unexported type, so the alert is matched by its
+// text.
+func certificateRefused(err error) bool {
+	var op *net.OpError
+	if !errors.As(err, &op) || op.Op != "remote error" || op.Err == nil {
+		return false
+	}
+	return slices.Contains(refusedCertificateAlerts, op.Err.Error())
 }

@@ -85,6 +85,15 @@ type Credentials struct {
 	// trust instead of the system roots.
 	TLS    bool
 	CACert []byte
+	// CertPEM and KeyPEM are a client certificate identity (security
+	// protocol SSL, no SASL); CertFile and KeyFile, when set, are read
+	// instead at every handshake, so a renewed certificate is picked up.
+	CertPEM, KeyPEM   []byte
+	CertFile, KeyFile string
+	// TokenFile holds the workload's ServiceAccount token, for Mechanism
+	// OAUTHBEARER; it is read at every authentication. TokenAudience is
+	// the audience the token must be requested with (informational).
+	TokenFile, TokenAudience string
 }
 
 // String never shows the password, so a Credentials can be logged.
@@ -92,8 +101,12 @@ func (c Credentials) String() string {
 	return fmt.Sprintf("%s@%s (%s, group %q)", c.Username, strings.Join(c.Bootstrap, ","), c.mechanism(), c.ConsumerGroup)
 }
 
-// SecurityProtocol is SASL_SSL with TLS, SASL_PLAINTEXT without.
+// SecurityProtocol is SSL for a certificate identity, otherwise SASL_SSL
+// with TLS and SASL_PLAINTEXT without.
 func (c Credentials) SecurityProtocol() string {
+	if c.usesCertificate() {
+		return SecurityProtocolSSL
+	}
 	if c.TLS {
 		return SecurityProtocolSASLSSL
 	}
@@ -109,6 +122,12 @@ func (c Credentials) mechanism() string {
 
 // Validate reports what is missing or malformed.
 func (c Credentials) Validate() error {
+	if handled, err := c.validateIdentity(); handled {
+		if err == nil && len(c.Bootstrap) == 0 {
+			err = fmt.Errorf("%w: missing bootstrap servers", ErrIncompleteCredentials)
+		}
+		return err
+	}
 	var missing []string
 	if len(c.Bootstrap) == 0 {
 		missing = append(missing, "bootstrap servers")
@@ -133,19 +152,30 @@ func (c Credentials) Validate() error {
 // CredentialsFromSecretData reads credentials from the data of the Secret the
 // operator writes (the keys are the SecretKey* constants).
 func CredentialsFromSecretData(data map[string][]byte) (Credentials, error) {
-	get := func(k string) string { return strings.TrimSpace(string(data[k])) }
-	c, err := credentialsFrom(get, data[SecretKeyCACert])
+	c, err := credentialsFromData(data)
 	if err != nil {
 		return Credentials{}, fmt.Errorf("reading credentials from secret data: %w", err)
 	}
 	return c, nil
 }
 
+func credentialsFromData(data map[string][]byte) (Credentials, error) {
+	get := func(k string) string { return strings.TrimSpace(string(data[k])) }
+	return credentialsFrom(get, data[SecretKeyCACert])
+}
+
 // CredentialsFromDir reads credentials from a directory holding one file per
 // Secret key, as Kubernetes mounts a Secret volume.
 func CredentialsFromDir(dir string) (Credentials, error) {
+	// A mistyped path must say so, not look like a Secret missing keys.
+	if info, err := os.Stat(dir); err != nil {
+		return Credentials{}, fmt.Errorf("credentials directory: %w", err)
+	} else if !info.IsDir() {
+		return Credentials{}, fmt.Errorf("credentials directory %s is not a directory", dir)
+	}
 	data := map[string][]byte{}
-	for _, k := range []string{SecretKeyBootstrap, SecretKeySecurityProtocol, SecretKeyMechanism, SecretKeyUsername, SecretKeyPassword, SecretKeyGroup, SecretKeyTopics, SecretKeyCACert} {
+	for _, k := range []string{SecretKeyBootstrap, SecretKeySecurityProtocol, SecretKeyMechanism, SecretKeyUsername, SecretKeyPassword, SecretKeyGroup, SecretKeyTopics, SecretKeyCACert,
+		SecretKeyCert, SecretKeyKey, SecretKeyTokenFile, SecretKeyTokenAudience} {
 		b, err := os.ReadFile(filepath.Join(dir, k))
 		if errors.Is(err, os.ErrNotExist) {
 			continue
@@ -155,9 +185,14 @@ func CredentialsFromDir(dir string) (Credentials, error) {
 		}
 		data[k] = b
 	}
-	c, err := CredentialsFromSecretData(data)
+	c, err := credentialsFromData(data)
 	if err != nil {
 		return Credentials{}, fmt.Errorf("reading credentials from %s: %w", dir, err)
+	}
+	if c.usesCertificate() {
+		// The kubelet replaces the mounted files when the operator renews
+		// the certificate: read them again at each handshake.
+		c.CertFile, c.KeyFile = filepath.Join(dir, SecretKeyCert), filepath.Join(dir, SecretKeyKey)
 	}
 	return c, nil
 }
@@ -183,6 +218,17 @@ func CredentialsFromEnv() (Credentials, error) {
 		SecretKeyTopics:           EnvTopics,
 	}
 	get := func(k string) string { return strings.TrimSpace(os.Getenv(env[k])) }
+	if certFile, keyFile, tokenFile := os.Getenv(EnvCertFile), os.Getenv(EnvKeyFile), os.Getenv(EnvTokenFile); certFile != "" || tokenFile != "" {
+		c := Credentials{Bootstrap: splitList(get(SecretKeyBootstrap)), ConsumerGroup: get(SecretKeyGroup), Topics: splitList(get(SecretKeyTopics)),
+			CACert: ca, CertFile: certFile, KeyFile: keyFile, TokenFile: tokenFile, TLS: len(ca) > 0 || get(SecretKeySecurityProtocol) == SecurityProtocolSASLSSL}
+		if tokenFile != "" {
+			c.Mechanism = MechanismOAuthBearer
+		}
+		if err := c.Validate(); err != nil {
+			return Credentials{}, fmt.Errorf("reading credentials from environment: %w", err)
+		}
+		return c, nil
+	}
 	c, err := credentialsFrom(get, ca)
 	if err != nil {
 		return Credentials{}, fmt.Errorf("reading credentials from environment: %w", err)
@@ -201,16 +247,23 @@ func credentialsFrom(get func(key string) string, ca []byte) (Credentials, error
 		Topics:        splitList(get(SecretKeyTopics)),
 		CACert:        ca,
 	}
+	if cert := get(SecretKeyCert); cert != "" {
+		c.CertPEM, c.KeyPEM = []byte(cert+"\n"), []byte(get(SecretKeyKey)+"\n")
+		c.Mechanism = ""
+	}
+	if c.Mechanism == MechanismOAuthBearer {
+		c.TokenFile, c.TokenAudience = get(SecretKeyTokenFile), get(SecretKeyTokenAudience)
+	}
 	switch p := get(SecretKeySecurityProtocol); p {
 	case "", SecurityProtocolSASLPlaintext:
 		// A CA bundle without an explicit protocol can only mean TLS.
 		c.TLS = len(ca) > 0
-	case SecurityProtocolSASLSSL:
+	case SecurityProtocolSASLSSL, SecurityProtocolSSL:
 		c.TLS = true
 	default:
 		return Credentials{}, fmt.Errorf("%w: unsupported security protocol %q", ErrIncompleteCredentials, p)
 	}
-	if c.Mechanism == "" {
+	if c.Mechanism == "" && !c.usesCertificate() {
 		c.Mechanism = MechanismSCRAMSHA512
 	}
 	if err := c.Validate(); err != nil {
@@ -236,12 +289,21 @@ func SecretData(c Credentials) map[string][]byte {
 	data := map[string][]byte{
 		SecretKeyBootstrap:        []byte(strings.Join(c.Bootstrap, ",")),
 		SecretKeySecurityProtocol: []byte(c.SecurityProtocol()),
-		SecretKeyMechanism:        []byte(c.mechanism()),
-		SecretKeyUsername:         []byte(c.Username),
-		SecretKeyPassword:         []byte(c.Password),
 		SecretKeyJavaConfig:       []byte(java),
 		SecretKeyEnvConfig:        []byte(env),
+		SecretKeyLibrdkafkaConfig: []byte(librdkafkaConfig(c)),
 	}
+	switch {
+	case c.usesCertificate():
+		data[SecretKeyUsername] = []byte(c.Username) // the certificate's CN
+	case c.usesToken():
+		data[SecretKeyMechanism] = []byte(MechanismOAuthBearer)
+	default:
+		data[SecretKeyMechanism] = []byte(c.mechanism())
+		data[SecretKeyUsername] = []byte(c.Username)
+		data[SecretKeyPassword] = []byte(c.Password)
+	}
+	identityData(c, data)
 	if c.ConsumerGroup != "" {
 		data[SecretKeyGroup] = []byte(c.ConsumerGroup)
 	}
@@ -270,9 +332,19 @@ func envConfig(c Credentials) string {
 	}
 	line(EnvBootstrap, strings.Join(c.Bootstrap, ","))
 	line(EnvSecurityProtocol, c.SecurityProtocol())
-	line(EnvMechanism, c.mechanism())
-	line(EnvUsername, c.Username)
-	line(EnvPassword, c.Password)
+	switch {
+	case c.usesCertificate():
+		// PEM does not fit an env file: point at the mounted files.
+		line(EnvCertFile, "./"+SecretKeyCert)
+		line(EnvKeyFile, "./"+SecretKeyKey)
+	case c.usesToken():
+		line(EnvMechanism, MechanismOAuthBearer)
+		line(EnvTokenFile, c.TokenFile)
+	default:
+		line(EnvMechanism, c.mechanism())
+		line(EnvUsername, c.Username)
+		line(EnvPassword, c.Password)
+	}
 	line(EnvGroup, c.ConsumerGroup)
 	line(EnvTopics, strings.Join(c.Topics, ","))
 	return b.String()
@@ -299,8 +371,7 @@ func javaConfig(c Credentials) string {
 	}
 	prop("bootstrap.servers", strings.Join(c.Bootstrap, ","))
 	prop("security.protocol", c.SecurityProtocol())
-	prop("sasl.mechanism", c.mechanism())
-	prop("sasl.jaas.config", fmt.Sprintf(`org.apache.kafka.common.security.scram.ScramLoginModule required username=%s password=%s;`, jaasQuote(c.Username), jaasQuote(c.Password)))
+	javaIdentity(c, prop)
 	prop("group.id", c.ConsumerGroup)
 	if len(c.CACert) > 0 {
 		// KIP-651: a PEM trust store inline, so the Secret alone suffices.
@@ -310,12 +381,16 @@ func javaConfig(c Credentials) string {
 	return b.String()
 }
 
-// jaasQuote quotes a JAAS option value; Kafka's JAAS parser honours
-// backslash escapes inside double quotes.
+// jaasQuote quotes a JAAS option value. Kafka's JAAS parser (Java's
+// StreamTokenizer) honours backslash escapes inside double quotes and ends
+// a quoted string at a line break, so line breaks are escaped too: a raw
+// one would let the rest of the value be read as further options (found by
+// FuzzClientConfigQuoting).
 func jaasQuote(v string) string {
-	v = strings.ReplaceAll(v, `\`, `\\`)
-	return `"` + strings.ReplaceAll(v, `"`, `\"`) + `"`
+	return `"` + jaasEscaper.Replace(v) + `"`
 }
+
+var jaasEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`)
 
 // propertiesEscape escapes a value for java.util.Properties.load, which
 // reads ISO-8859-1: backslashes, line breaks, a leading space and anything
