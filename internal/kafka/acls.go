@@ -11,103 +11,58 @@ import (
 )
 
 // DescribeACLs lists every ACL of principal, on any resource and pattern.
+// Concurrent calls share a batch (see security_batch.go).
 func (c *Client) DescribeACLs(ctx context.Context, principal string) ([]ACL, error) {
-	op := "describing ACLs of " + principal
-	ctx, cancel := c.timeout(ctx)
-	defer cancel()
-	req := kmsg.NewPtrDescribeACLsRequest()
-	req.ResourceType = kmsg.ACLResourceTypeAny
-	req.ResourcePatternType = kmsg.ACLResourcePatternTypeAny
-	req.Principal = kmsg.StringPtr(principal)
-	req.Operation = kmsg.ACLOperationAny
-	req.PermissionType = kmsg.ACLPermissionTypeAny
-	resp, err := req.RequestWith(ctx, c.cl)
+	acls, err := c.security().aclDescribes.do(ctx, principal)
 	if err != nil {
-		return nil, opErr(op, classify(err, ""))
+		return nil, opErr("describing ACLs of "+principal, err)
 	}
-	if err := codeErr(resp.ErrorCode, resp.ErrorMessage); err != nil {
-		return nil, opErr(op, err)
-	}
-	var out []ACL
-	for _, r := range resp.Resources {
-		for _, a := range r.ACLs {
-			out = append(out, ACL{
-				Principal:    a.Principal,
-				Host:         a.Host,
-				ResourceType: kafkaName(r.ResourceType.String()),
-				ResourceName: r.ResourceName,
-				PatternType:  kafkaName(r.ResourcePatternType.String()),
-				Operation:    kafkaName(a.Operation.String()),
-				Permission:   kafkaName(a.PermissionType.String()),
-			})
-		}
-	}
-	slices.SortFunc(out, func(a, b ACL) int { return strings.Compare(a.Key(), b.Key()) })
-	return out, nil
+	return c.recent.aclView(principal, acls), nil
 }
 
-// CreateACLs creates ACLs in one request; existing ones stay as they are.
+// sortedACLs orders ACLs by key, so callers and tests see a stable list.
+func sortedACLs(acls []ACL) []ACL {
+	out := slices.Clone(acls)
+	slices.SortFunc(out, func(a, b ACL) int { return strings.Compare(a.Key(), b.Key()) })
+	return out
+}
+
+// CreateACLs creates ACLs; existing ones stay as they are. Concurrent calls
+// share one CreateACLs request, and each gets the results of its own ACLs.
 func (c *Client) CreateACLs(ctx context.Context, acls []ACL) error {
 	if len(acls) == 0 {
 		return nil
 	}
-	ctx, cancel := c.timeout(ctx)
-	defer cancel()
-	req := kmsg.NewPtrCreateACLsRequest()
+	// A malformed ACL fails its own call before it can join a batch.
 	for _, a := range acls {
-		w, err := toWire(a)
-		if err != nil {
+		if _, err := toWire(a); err != nil {
 			return fmt.Errorf("creating ACL %s: %w", a, err)
 		}
-		cr := kmsg.NewCreateACLsRequestCreation()
-		cr.ResourceType, cr.ResourceName, cr.ResourcePatternType = w.resourceType, a.ResourceName, w.pattern
-		cr.Principal, cr.Host, cr.Operation, cr.PermissionType = a.Principal, a.Host, w.operation, w.permission
-		req.Creations = append(req.Creations, cr)
 	}
-	resp, err := req.RequestWith(ctx, c.cl)
-	if err != nil {
-		return opErr(fmt.Sprintf("creating %d ACLs", len(acls)), classify(err, ""))
+	_, err := c.security().aclCreates.do(ctx, slices.Clone(acls))
+	if err == nil {
+		c.recent.aclsWritten(acls, true)
 	}
-	var errs []error
-	for i, r := range resp.Results {
-		if i < len(acls) {
-			errs = append(errs, opErr("creating ACL "+acls[i].String(), codeErr(r.ErrorCode, r.ErrorMessage)))
-		}
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // DeleteACLs deletes exactly the given ACLs: every filter field is set, so
 // nothing else matches, and a malformed entry is refused rather than sent
-// as a wildcard.
+// as a wildcard. Concurrent calls share one DeleteACLs request.
 func (c *Client) DeleteACLs(ctx context.Context, acls []ACL) error {
 	if len(acls) == 0 {
 		return nil
 	}
-	ctx, cancel := c.timeout(ctx)
-	defer cancel()
-	req := kmsg.NewPtrDeleteACLsRequest()
 	for _, a := range acls {
-		w, err := toWire(a)
-		if err != nil {
+		if _, err := toWire(a); err != nil {
 			return fmt.Errorf("deleting ACL %s: %w", a, err)
 		}
-		f := kmsg.NewDeleteACLsRequestFilter()
-		f.ResourceType, f.ResourceName, f.ResourcePatternType = w.resourceType, kmsg.StringPtr(a.ResourceName), w.pattern
-		f.Principal, f.Host, f.Operation, f.PermissionType = kmsg.StringPtr(a.Principal), kmsg.StringPtr(a.Host), w.operation, w.permission
-		req.Filters = append(req.Filters, f)
 	}
-	resp, err := req.RequestWith(ctx, c.cl)
-	if err != nil {
-		return opErr(fmt.Sprintf("deleting %d ACLs", len(acls)), classify(err, ""))
+	_, err := c.security().aclDeletes.do(ctx, slices.Clone(acls))
+	if err == nil {
+		c.recent.aclsWritten(acls, false)
 	}
-	var errs []error
-	for i, r := range resp.Results {
-		if i < len(acls) {
-			errs = append(errs, opErr("deleting ACL "+acls[i].String(), codeErr(r.ErrorCode, r.ErrorMessage)))
-		}
-	}
-	return errors.Join(errs...)
+	return err
 }
 
 // wireACL holds an ACL's enums as the protocol numbers them.

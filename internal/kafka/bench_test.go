@@ -76,3 +76,40 @@ func BenchmarkCreateTopicsConcurrent(b *testing.B) {
 	b.ReportMetric(float64(b.N*benchWave)/b.Elapsed().Seconds(), "topics/s")
 	b.ReportMetric(float64(requests.Hits())/float64(b.N), "CreateTopics/op")
 }
+
+func benchSecurity(b *testing.B, batchMax int) {
+	c := newClient(b, func(cfg *Config) { cfg.BatchMax = batchMax })
+	ctx := context.Background()
+	upserts := observe(b, kmsg.AlterUserSCRAMCredentials)
+	creates := observe(b, kmsg.CreateACLs)
+	for b.Loop() {
+		b.StopTimer()
+		users := make([]string, benchWave)
+		for i := range users {
+			users[i] = uniqueName(b, "bench")
+		}
+		b.StartTimer()
+		errs := concurrently(benchWave, func(i int) error {
+			p := "User:" + users[i]
+			if err := c.UpsertSCRAM(ctx, users[i], MechanismSCRAMSHA512, "bench-password"); err != nil {
+				return err
+			}
+			return c.CreateACLs(ctx, []ACL{{Principal: p, Host: "*", ResourceType: ResourceGroup, ResourceName: users[i], PatternType: PatternLiteral, Operation: OpRead, Permission: PermissionAllow}})
+		})
+		for _, err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*benchWave)/b.Elapsed().Seconds(), "users/s")
+	b.ReportMetric(float64(upserts.Hits())/float64(b.N), "AlterUserSCRAMCredentials/op")
+	b.ReportMetric(float64(creates.Hits())/float64(b.N), "CreateACLs/op")
+}
+
+// BenchmarkSecurityBatched: 64 concurrent credential upserts and ACL
+// creates (what 64 new Subscriptions ask), coalesced.
+func BenchmarkSecurityBatched(b *testing.B) { benchSecurity(b, DefaultBatchMax) }
+
+// BenchmarkSecurityUnbatched is the same load with batching off.
+func BenchmarkSecurityUnbatched(b *testing.B) { benchSecurity(b, 1) }

@@ -120,6 +120,10 @@ type Client struct {
 	creates    *batcher[NewTopic, Topic]
 	alters     *batcher[topicAlter, struct{}]
 	partitions *batcher[partitionCount, struct{}]
+	sec        *securityBatchers
+	// recent overlays this client's own writes on what describes answer
+	// for a few seconds (see recent.go).
+	recent *recentWrites
 }
 
 var _ Admin = (*Client)(nil)
@@ -171,6 +175,8 @@ func New(ctx context.Context, cfg Config) (*Client, error) {
 	c.creates = newBatcher(cfg.BatchWindow, cfg.BatchMax, c.createBatch)
 	c.alters = newBatcher(cfg.BatchWindow, cfg.BatchMax, c.alterBatch)
 	c.partitions = newBatcher(cfg.BatchWindow, cfg.BatchMax, c.partitionsBatch)
+	c.sec = newSecurityBatchers(c, cfg)
+	c.recent = newRecentWrites(recentWritesTTL)
 	return c, nil
 }
 

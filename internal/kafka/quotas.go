@@ -2,8 +2,6 @@ package kafka
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 )
@@ -16,57 +14,39 @@ const (
 )
 
 // DescribeQuota returns the byte-rate quotas set for exactly user=<user>
-// (not the user default, nor user+client-id pairs).
+// (not the user default, nor user+client-id pairs). Concurrent calls share
+// a batch (see security_batch.go).
 func (c *Client) DescribeQuota(ctx context.Context, user string) (Quota, error) {
-	ctx, cancel := c.timeout(ctx)
-	defer cancel()
-	match := []kadm.DescribeClientQuotaComponent{{Type: quotaEntityUser, MatchName: &user}}
-	described, err := c.adm.DescribeClientQuotas(ctx, true, match)
+	q, err := c.security().quotaDescribes.do(ctx, user)
 	if err != nil {
-		return Quota{}, opErr("describing quota of user "+user, classifyAdm(err))
+		return Quota{}, opErr("describing quota of user "+user, err)
 	}
+	return c.recent.quotaView(user, q), nil
+}
+
+// quotaValues reads the byte rates of one described entity.
+func quotaValues(values []kadm.ClientQuotaValue) Quota {
 	var q Quota
-	for _, d := range described {
-		if !isUserEntity(d.Entity, user) {
-			continue
-		}
-		for _, v := range d.Values {
-			rate := int64(v.Value)
-			switch v.Key {
-			case quotaProducerByteRate:
-				q.ProducerByteRate = &rate
-			case quotaConsumerByteRate:
-				q.ConsumerByteRate = &rate
-			}
+	for _, v := range values {
+		rate := int64(v.Value)
+		switch v.Key {
+		case quotaProducerByteRate:
+			q.ProducerByteRate = &rate
+		case quotaConsumerByteRate:
+			q.ConsumerByteRate = &rate
 		}
 	}
-	return q, nil
+	return q
 }
 
 // SetQuota sets user's byte-rate quotas; a nil rate removes that quota.
+// Concurrent calls share one AlterClientQuotas request.
 func (c *Client) SetQuota(ctx context.Context, user string, q Quota) error {
-	op := "setting quota of user " + user
-	ctx, cancel := c.timeout(ctx)
-	defer cancel()
-	entry := kadm.AlterClientQuotaEntry{
-		Entity: kadm.ClientQuotaEntity{{Type: quotaEntityUser, Name: &user}},
-		Ops: []kadm.AlterClientQuotaOp{
-			quotaOp(quotaProducerByteRate, q.ProducerByteRate),
-			quotaOp(quotaConsumerByteRate, q.ConsumerByteRate),
-		},
+	_, err := c.security().quotaAlters.do(ctx, quotaAlter{user: user, quota: q})
+	if err == nil {
+		c.recent.quotaWritten(user, q)
 	}
-	altered, err := c.adm.AlterClientQuotas(ctx, []kadm.AlterClientQuotaEntry{entry})
-	if err != nil {
-		return opErr(op, classifyAdm(err))
-	}
-	var errs []error
-	for _, a := range altered {
-		errs = append(errs, opErr(op, classify(a.Err, a.ErrMessage)))
-	}
-	if len(altered) == 0 {
-		errs = append(errs, fmt.Errorf("%s: %w: broker did not answer for the user", op, ErrUnavailable))
-	}
-	return errors.Join(errs...)
+	return opErr("setting quota of user "+user, err)
 }
 
 func quotaOp(key string, rate *int64) kadm.AlterClientQuotaOp {

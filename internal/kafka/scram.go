@@ -2,7 +2,12 @@ package kafka
 
 import (
 	"context"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/sha512"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -18,72 +23,97 @@ const (
 
 // SCRAMMechanisms returns, per user that has SCRAM credentials, their
 // mechanisms (e.g. SCRAM-SHA-512), sorted. Users without any are absent.
+// Concurrent calls share one DescribeUserSCRAMCredentials request.
 func (c *Client) SCRAMMechanisms(ctx context.Context, users ...string) (map[string][]string, error) {
-	out := make(map[string][]string)
 	if len(users) == 0 {
-		return out, nil // no users would describe every user
+		return map[string][]string{}, nil // no users would describe every user
 	}
-	op := "describing SCRAM credentials of " + nameList(users)
-	ctx, cancel := c.timeout(ctx)
-	defer cancel()
-	described, err := c.adm.DescribeUserSCRAMs(ctx, users...)
+	got, err := c.security().scramDescribes.do(ctx, slices.Clone(users))
 	if err != nil {
-		return nil, opErr(op, classifyAdm(err))
+		return nil, opErr("describing SCRAM credentials of "+nameList(users), err)
 	}
+	return c.recent.scramView(users, maps.Clone(got)), nil
+}
+
+// scramResults splits a describe answer into mechanisms per user and
+// per-user errors; a user without credentials is in neither.
+func scramResults(described kadm.DescribedUserSCRAMs) (map[string][]string, map[string]error) {
+	mechs := make(map[string][]string, len(described))
+	errs := make(map[string]error)
 	for user, d := range described {
 		err := classify(d.Err, d.ErrMessage)
 		if isRejectedCode(err, kerr.ResourceNotFound) {
 			continue
 		}
 		if err != nil {
-			return nil, opErr(op, err)
+			errs[user] = err
+			continue
 		}
-		var mechs []string
+		var ms []string
 		for _, ci := range d.CredInfos {
-			mechs = append(mechs, ci.Mechanism.String())
+			ms = append(ms, ci.Mechanism.String())
 		}
-		slices.Sort(mechs)
-		out[user] = mechs
+		slices.Sort(ms)
+		mechs[user] = ms
 	}
-	return out, nil
+	return mechs, errs
 }
 
 // UpsertSCRAM creates or replaces a user's credential for one mechanism,
 // with a fresh random salt. The password never leaves this call except
-// salted and hashed.
+// salted and hashed: the key derivation runs here, in the caller's
+// goroutine, so concurrent upserts derive in parallel and then share one
+// AlterUserSCRAMCredentials request.
 func (c *Client) UpsertSCRAM(ctx context.Context, user, mechanism, password string) error {
 	op := fmt.Sprintf("setting %s credential of user %s", mechanism, user)
 	mech, err := scramMechanism(mechanism)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	ctx, cancel := c.timeout(ctx)
-	defer cancel()
-	// An empty Salt makes kadm draw 24 bytes from crypto/rand.
-	up := kadm.UpsertSCRAM{User: user, Mechanism: mech, Iterations: int32(c.cfg.SCRAMIterations), Password: password}
-	altered, err := c.adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{up})
-	if err != nil {
-		return opErr(op, classifyAdm(err))
+	if password == "" {
+		return fmt.Errorf("%s: empty password", op)
 	}
-	return opErr(op, alteredErr(altered, user))
+	iterations := int32(c.cfg.SCRAMIterations)
+	salt, salted, err := saltPassword(mech, password, iterations)
+	if err != nil {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	_, err = c.security().scramAlters.do(ctx, scramAlter{user: user, mechanism: mech, iterations: iterations, salt: salt, salted: salted})
+	if err == nil {
+		c.recent.scramWritten(user, mechanism, true)
+	}
+	return opErr(op, err)
+}
+
+// saltPassword derives the SCRAM salted password (RFC 5802 Hi()) with a
+// fresh 24-byte salt, as kadm would, so the batch only carries the result.
+func saltPassword(mech kadm.ScramMechanism, password string, iterations int32) ([]byte, []byte, error) {
+	salt := make([]byte, 24)
+	if _, err := rand.Read(salt); err != nil {
+		return nil, nil, fmt.Errorf("generating salt: %w", err)
+	}
+	h, size := sha512.New, sha512.Size
+	if mech == kadm.ScramSha256 {
+		h, size = sha256.New, sha256.Size
+	}
+	salted, err := pbkdf2.Key(h, password, salt, int(iterations), size)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deriving salted password: %w", err)
+	}
+	return salt, salted, nil
 }
 
 // DeleteSCRAM deletes a user's credential for one mechanism; a missing one
-// is no error.
+// is no error. Concurrent calls share a request with upserts of other users.
 func (c *Client) DeleteSCRAM(ctx context.Context, user, mechanism string) error {
 	op := fmt.Sprintf("deleting %s credential of user %s", mechanism, user)
 	mech, err := scramMechanism(mechanism)
 	if err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	ctx, cancel := c.timeout(ctx)
-	defer cancel()
-	altered, err := c.adm.AlterUserSCRAMs(ctx, []kadm.DeleteSCRAM{{User: user, Mechanism: mech}}, nil)
-	if err != nil {
-		return opErr(op, classifyAdm(err))
-	}
-	err = alteredErr(altered, user)
-	if isRejectedCode(err, kerr.ResourceNotFound) {
+	_, err = c.security().scramAlters.do(ctx, scramAlter{user: user, mechanism: mech, delete: true})
+	if err == nil || isRejectedCode(err, kerr.ResourceNotFound) {
+		c.recent.scramWritten(user, mechanism, false)
 		return nil
 	}
 	return opErr(op, err)

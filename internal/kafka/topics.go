@@ -34,7 +34,7 @@ func (c *Client) DescribeTopics(ctx context.Context, names ...string) (map[strin
 	if err != nil {
 		return nil, opErr("describing topics "+nameList(names), err)
 	}
-	return got, nil
+	return c.recent.topicView(names, maps.Clone(got)), nil
 }
 
 // nameList renders names for an error without listing a whole resync.
@@ -52,6 +52,7 @@ func (c *Client) CreateTopic(ctx context.Context, t NewTopic) (Topic, error) {
 	if err != nil {
 		return Topic{}, opErr("creating topic "+t.Name, err)
 	}
+	c.recent.topicWritten(t.Name, &got)
 	return got, nil
 }
 
@@ -62,6 +63,17 @@ func (c *Client) AlterTopicConfig(ctx context.Context, topic string, alter Confi
 		return nil
 	}
 	_, err := c.alters.do(ctx, topicAlter{topic, alter})
+	if err == nil {
+		c.recent.topicChanged(topic, func(t *Topic) {
+			if t.Configs == nil {
+				t.Configs = map[string]string{}
+			}
+			maps.Copy(t.Configs, alter.Set)
+			for _, k := range alter.Delete {
+				delete(t.Configs, k)
+			}
+		})
+	}
 	return opErr("altering config of topic "+topic, err)
 }
 
@@ -69,6 +81,9 @@ func (c *Client) AlterTopicConfig(ctx context.Context, topic string, alter Confi
 // share one CreatePartitions request.
 func (c *Client) SetPartitions(ctx context.Context, topic string, total int32) error {
 	_, err := c.partitions.do(ctx, partitionCount{topic, total})
+	if err == nil {
+		c.recent.topicChanged(topic, func(t *Topic) { t.Partitions = max(t.Partitions, total) })
+	}
 	return opErr(fmt.Sprintf("setting partitions of topic %s to %d", topic, total), err)
 }
 
@@ -81,7 +96,8 @@ func (c *Client) DeleteTopic(ctx context.Context, topic string) error {
 		err = resp.Err
 	}
 	err = classify(err, resp.ErrMessage)
-	if errors.Is(err, ErrTopicNotFound) {
+	if err == nil || errors.Is(err, ErrTopicNotFound) {
+		c.recent.topicWritten(topic, nil)
 		return nil
 	}
 	return opErr("deleting topic "+topic, err)

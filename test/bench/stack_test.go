@@ -22,10 +22,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
-	"github.com/hms-platform/bus-operator/test/harness/embedded"
 	"github.com/hms-platform/bus-operator/internal/governance"
 	"github.com/hms-platform/bus-operator/internal/kafka"
 	"github.com/hms-platform/bus-operator/internal/operator"
+	"github.com/hms-platform/bus-operator/test/harness/embedded"
 	"github.com/hms-platform/bus-operator/test/harness/testenv"
 )
 

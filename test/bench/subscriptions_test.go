@@ -23,8 +23,9 @@ const subscriptionFleet = 300
 // for 19,300 users.
 const strimziUsers = 19300
 
-// BenchmarkCreateSubscriptions measures how fast approved Subscriptions
-// become credentials and grants: from the first create until all are Ready.
+// BenchmarkCreateSubscriptions measures how fast Subscriptions become
+// credentials and grants: filed tickets, the creates, then the approvals
+// (which pin what exists); from the first create until all are Ready.
 func BenchmarkCreateSubscriptions(b *testing.B) {
 	s := getStack(b)
 	s.startOperator(b, idleResync)
@@ -40,7 +41,7 @@ func BenchmarkCreateSubscriptions(b *testing.B) {
 		for i := range names {
 			names[i] = fmt.Sprintf("svc-%04d", i)
 		}
-		ticketOf, err := s.approvedTickets(ctx, ns, busv1.KindSubscription, names)
+		ticketOf, tickets, err := s.fileTickets(ctx, ns, busv1.KindSubscription, names)
 		must(b, err)
 		before := s.requests.Snapshot()
 
@@ -52,6 +53,7 @@ func BenchmarkCreateSubscriptions(b *testing.B) {
 				Spec:       busv1.SubscriptionSpec{Topics: []busv1.TopicReference{{Name: topic}}, ChangeTicket: ticketOf[n]},
 			}
 		}))
+		must(b, s.approveAll(ctx, ns, tickets))
 		must(b, s.waitSubscriptionsReady(ctx, ns, len(names), 10*time.Minute))
 		elapsed = time.Since(start)
 		b.StopTimer()
@@ -76,10 +78,11 @@ func BenchmarkCreateSubscriptions(b *testing.B) {
 func (s *stack) readyTopic(b *testing.B, ctx context.Context, ns string) string {
 	b.Helper()
 	const name = "events"
-	ticketOf, err := s.approvedTickets(ctx, ns, busv1.KindTopic, []string{name})
+	ticketOf, tickets, err := s.fileTickets(ctx, ns, busv1.KindTopic, []string{name})
 	must(b, err)
 	tp := newTopic(ns, name, ticketOf[name])
 	must(b, s.requester.Create(ctx, tp))
+	must(b, s.approveAll(ctx, ns, tickets))
 	must(b, s.waitTopic(ctx, tp, isReady))
 	return name
 }

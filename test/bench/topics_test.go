@@ -48,24 +48,36 @@ func (s *stack) fileTicket(ctx context.Context, ns, name string, kind busv1.Cove
 	return nil
 }
 
-// approvedTickets files and approves as many tickets as it takes to cover
-// the named objects of kind, and returns the ticket name of each object.
-func (s *stack) approvedTickets(ctx context.Context, ns string, kind busv1.CoveredKind, names []string) (map[string]string, error) {
+// fileTickets files as many tickets as it takes to cover the named objects
+// of kind, and returns the ticket name of each object and the tickets in
+// order. Nothing is approved yet: a reviewer approves objects that exist
+// (the approval pins their specs), so approveAll comes after the creates.
+func (s *stack) fileTickets(ctx context.Context, ns string, kind busv1.CoveredKind, names []string) (map[string]string, []string, error) {
 	ticketOf := make(map[string]string, len(names))
+	var tickets []string
 	for i := 0; i < len(names); i += maxCovers {
 		chunk := names[i:min(i+maxCovers, len(names))]
 		ticket := fmt.Sprintf("chg-%s-%d", strings.ToLower(string(kind)), i/maxCovers)
 		if err := s.fileTicket(ctx, ns, ticket, kind, chunk); err != nil {
-			return nil, err
-		}
-		if err := s.env.Approve(ctx, ns, ticket, reviewer); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, n := range chunk {
 			ticketOf[n] = ticket
 		}
+		tickets = append(tickets, ticket)
 	}
-	return ticketOf, nil
+	return ticketOf, tickets, nil
+}
+
+// approveAll approves the tickets as the reviewer, the way `hmsbus approve`
+// does: each approval pins the specs of the covered objects as they are.
+func (s *stack) approveAll(ctx context.Context, ns string, tickets []string) error {
+	for _, t := range tickets {
+		if err := s.env.Approve(ctx, ns, t, reviewer); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // brokerName gives every Topic its own broker topic: the broker is shared
@@ -136,19 +148,19 @@ func readyReason(t *busv1.Topic) string {
 }
 
 // topicWatch follows objects of one kind in one namespace (all namespaces
-// if ns is empty) from resourceVersion rv, embedded.Counts every write to them and,
-// for Topics, records when each became Ready. Like an informer it resumes
+// if ns is empty) from resourceVersion rv, counts every write to them and,
+// for Topics and Subscriptions, records when each became Ready. Like an informer it resumes
 // from the last resourceVersion it saw when the API server ends the watch
 // (it drops watchers that fall behind while it is busy), so no event is
 // lost or counted twice.
 type topicWatch struct {
-	s      *stack
-	ctx    context.Context
-	cancel context.CancelFunc
-	list   client.ObjectList
-	ns     string
-	events atomic.Int64 // every Added, Modified and Deleted event
-	closed chan struct{}
+	watcher client.WithWatch
+	ctx     context.Context
+	cancel  context.CancelFunc
+	list    client.ObjectList
+	ns      string
+	events  atomic.Int64 // every Added, Modified and Deleted event
+	closed  chan struct{}
 
 	mu      sync.Mutex
 	rv      string               // last resourceVersion seen
@@ -159,7 +171,7 @@ type topicWatch struct {
 
 func (s *stack) watch(ctx context.Context, list client.ObjectList, ns, rv string) (*topicWatch, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	tw := &topicWatch{s: s, ctx: ctx, cancel: cancel, list: list, ns: ns, rv: rv, readyAt: map[string]time.Time{}, closed: make(chan struct{})}
+	tw := &topicWatch{watcher: s.watcher, ctx: ctx, cancel: cancel, list: list, ns: ns, rv: rv, readyAt: map[string]time.Time{}, closed: make(chan struct{})}
 	w, err := tw.open()
 	if err != nil {
 		cancel()
@@ -177,7 +189,7 @@ func (tw *topicWatch) open() (watch.Interface, error) {
 	if tw.ns != "" {
 		opts = append(opts, client.InNamespace(tw.ns))
 	}
-	w, err := tw.s.watcher.Watch(tw.ctx, tw.list, opts...)
+	w, err := tw.watcher.Watch(tw.ctx, tw.list, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("watching %T from resourceVersion %q: %w", tw.list, rv, err)
 	}
@@ -231,10 +243,17 @@ func (tw *topicWatch) consume(w watch.Interface) {
 			continue
 		}
 		tw.events.Add(1)
-		if t, ok := o.(*busv1.Topic); ok && isReady(t) {
+		ready := false
+		switch t := o.(type) {
+		case *busv1.Topic:
+			ready = isReady(t)
+		case *busv1.Subscription:
+			ready = subscriptionReady(t)
+		}
+		if ready {
 			tw.mu.Lock()
-			if _, seen := tw.readyAt[t.Name]; !seen {
-				tw.readyAt[t.Name] = time.Now()
+			if _, seen := tw.readyAt[o.GetName()]; !seen {
+				tw.readyAt[o.GetName()] = time.Now()
 			}
 			tw.mu.Unlock()
 		}
