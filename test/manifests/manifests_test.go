@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,7 +116,7 @@ func convert[T any](t *testing.T, o *unstructured.Unstructured) *T {
 }
 
 func TestSubKustomizationsRender(t *testing.T) {
-	for _, dir := range []string{"config/crd", "config/rbac", "config/manager", "config/admission"} {
+	for _, dir := range []string{"config/crd", "config/rbac", "config/rbac/namespaced", "config/manager", "config/admission", "config/namespaced"} {
 		t.Run(dir, func(t *testing.T) {
 			if r := kustomize(t, dir); len(r.objs) == 0 {
 				t.Fatalf("%s renders no objects", dir)
@@ -430,4 +431,54 @@ func allowed(ctx context.Context, env *testenv.Env, ns, group, resource, sub, ve
 		return false, fmt.Errorf("creating SubjectAccessReview: %w", err)
 	}
 	return sar.Status.Allowed, nil
+}
+
+// The namespaced mode's RBAC (config/rbac/namespaced, written by hand) must
+// grant every rule the generated cluster-wide role grants, only split: the
+// cluster-scoped kinds cluster-wide, the namespaced ones per namespace, the
+// operator's own namespace in its Role. A rule added to the controllers'
+// markers without a counterpart here fails this test.
+func TestNamespacedRBACCoversTheGeneratedRole(t *testing.T) {
+	generated := kustomize(t, "config/rbac")
+	namespaced := kustomize(t, "config/rbac/namespaced")
+	clusterScoped := map[string]bool{"nameclaims": true, "namespaces": true}
+	grants := func(rules []rbacv1.PolicyRule, group, resource, verb string) bool {
+		for _, r := range rules {
+			if slices.Contains(r.APIGroups, group) && slices.Contains(r.Resources, resource) && slices.Contains(r.Verbs, verb) {
+				return true
+			}
+		}
+		return false
+	}
+	perNamespace := convert[rbacv1.ClusterRole](t, namespaced.get(t, "ClusterRole", "hmsbus-operator-namespace")).Rules
+	cluster := convert[rbacv1.ClusterRole](t, namespaced.get(t, "ClusterRole", "hmsbus-operator-cluster")).Rules
+	system := convert[rbacv1.Role](t, namespaced.get(t, "Role", "hmsbus-operator-system")).Rules
+	check := func(rules []rbacv1.PolicyRule, where func(resource string) []rbacv1.PolicyRule, from string) {
+		for _, r := range rules {
+			for _, g := range r.APIGroups {
+				for _, res := range r.Resources {
+					for _, v := range r.Verbs {
+						if !grants(where(res), g, res, v) {
+							t.Errorf("%s grants %s %s/%s; the namespaced RBAC does not", from, v, g, res)
+						}
+					}
+				}
+			}
+		}
+	}
+	check(convert[rbacv1.ClusterRole](t, generated.get(t, "ClusterRole", operatorName)).Rules, func(res string) []rbacv1.PolicyRule {
+		if clusterScoped[res] {
+			return cluster
+		}
+		return perNamespace
+	}, "the generated ClusterRole")
+	check(convert[rbacv1.Role](t, generated.get(t, "Role", operatorName)).Rules, func(string) []rbacv1.PolicyRule { return system }, "the generated Role")
+	// And nothing namespaced is granted cluster-wide.
+	for _, r := range cluster {
+		for _, res := range r.Resources {
+			if !clusterScoped[res] {
+				t.Errorf("the cluster-wide part of the namespaced RBAC grants %s", res)
+			}
+		}
+	}
 }

@@ -85,3 +85,9 @@ func applyFile(ctx context.Context, c client.Client, path string) error {
 		}
 	}
 }
+
+// ApplyKustomization applies the resources of a kustomization directory of
+// the repository (relative to its root), as `kubectl apply -k` would.
+func (e *Env) ApplyKustomization(ctx context.Context, dir string) error {
+	return applyKustomization(ctx, e.Client, filepath.Join(e.RootDir, dir))
+}
