@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/hms-platform/bus-operator/internal/audit"
 	"github.com/hms-platform/bus-operator/internal/governance"
 	"github.com/hms-platform/bus-operator/internal/kafka"
 	"github.com/hms-platform/bus-operator/internal/operator"
@@ -39,8 +40,19 @@ type flags struct {
 	auditTopic                      string
 	concurrency                     int
 	metricsAddr, probeAddr          string
+	pprofAddr                       string
 	leaderElect                     bool
 	leaderElectionNS                string
+	operatorNamespace               string
+	clientsCASecret, clientsCACM    string
+	certValidity                    time.Duration
+	clientTLSBootstrap              string
+	clientOAuthBootstrap            string
+	clientOAuthTLS                  bool
+	tokenAudience                   string
+	auditHead                       string
+	watchNamespaces                 string
+	eventRate                       float64
 }
 
 func main() {
@@ -59,12 +71,24 @@ func main() {
 	fs.StringVar(&f.approvalMode, "approval-mode", string(governance.ApprovalPinned), "what an approval approves: pinned (the covered specs as they were when it was recorded; later edits and objects created later need a new ticket) or window (an approval without pins approves any spec of the covered objects until the ticket expires: weaker, see README)")
 	fs.DurationVar(&f.maxTicketWindow, "max-ticket-window", 30*24*time.Hour, "longest change window a ChangeTicket may have, from its creation")
 	fs.DurationVar(&f.resync, "resync-period", 5*time.Minute, "how often broker state is re-read to repair drift (jittered)")
-	fs.StringVar(&f.auditTopic, "audit-topic", "hms.audit", "broker topic that receives one JSON audit record per broker change")
-	fs.IntVar(&f.concurrency, "max-concurrent-reconciles", 8, "reconciles in flight per kind; broker requests of concurrent reconciles are batched")
+	fs.StringVar(&f.auditTopic, "audit-topic", "hms.audit", "broker topic that receives the audit trail (an intent record before each broker change, an outcome after it, hash-chained)")
+	fs.StringVar(&f.auditHead, "audit-head-configmap", "hmsbus-audit-head", "ConfigMap (name in --operator-namespace, or namespace/name) where the audit chain's head is published for `hmsbus audit verify`")
+	fs.IntVar(&f.concurrency, "max-concurrent-reconciles", operator.DefaultMaxConcurrentReconciles, "reconciles in flight per kind; broker requests of concurrent reconciles are batched")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "metrics endpoint address, 0 to disable")
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081", "health and readiness probe address")
+	fs.StringVar(&f.pprofAddr, "pprof-bind-address", "0", "net/http/pprof endpoint address for profiling (e.g. 127.0.0.1:6060), 0 to disable")
 	fs.BoolVar(&f.leaderElect, "leader-elect", false, "enable leader election, for running more than one replica")
 	fs.StringVar(&f.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's)")
+	fs.Float64Var(&f.eventRate, "event-rate", audit.DefaultEventRate, "Normal BrokerChange Events per second at most (a burst of 100 above it); beyond it they are left out, the audit topic keeping every change; negative: no limit")
+	fs.StringVar(&f.watchNamespaces, "watch-namespaces", "", "comma-separated namespaces the operator watches (default: all); with it, its RBAC can be granted per namespace (config/namespaced)")
+	fs.StringVar(&f.operatorNamespace, "operator-namespace", orDefault(os.Getenv("POD_NAMESPACE"), "hmsbus-system"), "namespace of the operator's own objects (clients CA, audit chain head)")
+	fs.StringVar(&f.clientsCASecret, "clients-ca-secret", "hmsbus-clients-ca", "Secret (name in --operator-namespace, or namespace/name) of the CA that issues client certificates; created if missing, or provide one with tls.crt and tls.key; empty disables certificate identities")
+	fs.StringVar(&f.clientsCACM, "clients-ca-configmap", "hmsbus-clients-ca", "ConfigMap (in the CA Secret's namespace) where the clients CA certificate is published (key ca.crt) for the brokers' truststore")
+	fs.DurationVar(&f.certValidity, "client-cert-validity", 30*24*time.Hour, "lifetime of issued client certificates; they are renewed after two thirds of it")
+	fs.StringVar(&f.clientTLSBootstrap, "client-tls-bootstrap", "", "the brokers' client-certificate (SSL, ssl.client.auth=required) listener, written into the credentials of authentication type tls")
+	fs.StringVar(&f.clientOAuthBootstrap, "client-oauth-bootstrap", "", "the brokers' SASL/OAUTHBEARER listener, written into the credentials of authentication type serviceAccount")
+	fs.BoolVar(&f.clientOAuthTLS, "client-oauth-tls", true, "the OAUTHBEARER listener speaks TLS (SASL_SSL); tokens should never travel in clear text")
+	fs.StringVar(&f.tokenAudience, "client-token-audience", "kafka", "audience of the ServiceAccount tokens workloads present to the broker")
 	zopts := zap.Options{Development: false, TimeEncoder: zapcore.ISO8601TimeEncoder}
 	zopts.BindFlags(fs)
 	if err := envDefaults(fs); err != nil {
@@ -119,6 +143,7 @@ func (f flags) operatorConfig(ctx context.Context) (operator.Config, error) {
 		MaxConcurrentReconciles: f.concurrency,
 		MetricsAddr:             f.metricsAddr,
 		ProbeAddr:               f.probeAddr,
+		PprofAddr:               f.pprofAddr,
 		LeaderElection:          f.leaderElect,
 		LeaderElectionNS:        f.leaderElectionNS,
 	}
@@ -126,6 +151,21 @@ func (f flags) operatorConfig(ctx context.Context) (operator.Config, error) {
 		return cfg, fmt.Errorf("--kafka-bootstrap (or HMSBUS_KAFKA_BOOTSTRAP) is required")
 	}
 	cfg.Kafka.Bootstrap = splitList(f.bootstrap)
+	cfg.AuditHead = namespacedName(f.auditHead, f.operatorNamespace)
+	cfg.WatchNamespaces = splitList(f.watchNamespaces)
+	cfg.EventRate = float32(f.eventRate)
+	if f.clientsCASecret != "" {
+		cfg.ClientsCA = namespacedName(f.clientsCASecret, f.operatorNamespace)
+		cfg.ClientsCAConfigMap = types.NamespacedName{Namespace: cfg.ClientsCA.Namespace, Name: f.clientsCACM}
+	}
+	if f.certValidity != 0 && f.certValidity < time.Hour {
+		return cfg, fmt.Errorf("--client-cert-validity %s is too short: at least 1h, so renewals have time to happen", f.certValidity)
+	}
+	cfg.CertValidity = f.certValidity
+	cfg.ClientMTLSBootstrap = splitList(f.clientTLSBootstrap)
+	cfg.ClientOAuthBootstrap = splitList(f.clientOAuthBootstrap)
+	cfg.ClientOAuthTLS = f.clientOAuthTLS
+	cfg.TokenAudience = f.tokenAudience
 	cfg.Kafka.SCRAMIterations = f.scramIterations
 	cfg.ClientBootstrap = splitList(f.clientBootstrap)
 	if f.mechanism != "none" {
@@ -205,4 +245,19 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// namespacedName reads "namespace/name", or a bare name in namespace.
+func namespacedName(s, namespace string) types.NamespacedName {
+	if ns, name, ok := strings.Cut(s, "/"); ok {
+		return types.NamespacedName{Namespace: ns, Name: name}
+	}
+	return types.NamespacedName{Namespace: namespace, Name: s}
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
 }

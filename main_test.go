@@ -6,9 +6,12 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hms-platform/bus-operator/internal/governance"
 	"github.com/hms-platform/bus-operator/internal/operator"
 )
 
@@ -36,6 +39,8 @@ func TestOperatorConfigErrorsAreClear(t *testing.T) {
 		{name: "empty password file", mutate: func(f *flags) { f.passwordFile = empty }, want: "is empty"},
 		{name: "secret reference without namespace", mutate: func(f *flags) { f.credentialsSecret = "admin-secret" }, want: "must be namespace/name"},
 		{name: "CA file without a certificate", mutate: func(f *flags) { f.tlsCAFile = badCA }, want: "holds no PEM certificate"},
+		{name: "approval mode unknown", mutate: func(f *flags) { f.approvalMode = "loose" }, want: "--approval-mode: approval mode \"loose\": want pinned or window"},
+		{name: "certificates valid too briefly", mutate: func(f *flags) { f.certValidity = time.Minute }, want: "--client-cert-validity 1m0s is too short"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -60,6 +65,18 @@ func TestOperatorConfigErrorsAreClear(t *testing.T) {
 	}
 	if cfg.Kafka.Password != "s3cret-admin-password" || cfg.Kafka.Username != "admin" || cfg.Kafka.SCRAMIterations != 4096 || cfg.Kafka.TLS != nil {
 		t.Fatalf("valid flags gave %+v", cfg.Kafka.Bootstrap)
+	}
+	if cfg.Policy.Mode != governance.ApprovalPinned {
+		t.Fatalf("approvals must pin by default, got %q", cfg.Policy.Mode)
+	}
+	scoped := base
+	scoped.watchNamespaces, scoped.operatorNamespace, scoped.clientsCASecret, scoped.auditHead = "fees, payments", "ops", "hmsbus-clients-ca", "audit/head"
+	cfg, err = scoped.operatorConfig(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(cfg.WatchNamespaces, []string{"fees", "payments"}) || cfg.ClientsCA.String() != "ops/hmsbus-clients-ca" || cfg.AuditHead.String() != "audit/head" {
+		t.Fatalf("namespaced settings: %v %s %s", cfg.WatchNamespaces, cfg.ClientsCA, cfg.AuditHead)
 	}
 	none := base
 	none.mechanism, none.passwordFile, none.username = "none", "", ""

@@ -96,10 +96,17 @@ func TestNamespaceRaisesRequiredApprovals(t *testing.T) {
 	create(t, tp)
 	approve(t, ns, "chg-2eyes")
 	waitCondition(t, tp, topicConds(tp), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonAwaitingApproval)
-	waitState(t, tk, busv1.TicketPending)
-	if tk.Status.RequiredApprovals != 2 || tk.Status.ValidApprovals != 1 {
-		t.Fatalf("want 1 of 2 approvals, got %d of %d", tk.Status.ValidApprovals, tk.Status.RequiredApprovals)
-	}
+	// The ticket was pending before the first approval too: wait until the
+	// operator has counted it.
+	eventually(t, "one of two approvals counted", func() error {
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(tk), tk); err != nil {
+			return err
+		}
+		if tk.Status.State != busv1.TicketPending || tk.Status.RequiredApprovals != 2 || tk.Status.ValidApprovals != 1 {
+			return fmt.Errorf("state %s, %d of %d approvals", tk.Status.State, tk.Status.ValidApprovals, tk.Status.RequiredApprovals)
+		}
+		return nil
+	})
 	if err := env.Approve(ctxT(t), ns, "chg-2eyes", "raj"); err != nil {
 		t.Fatal(err)
 	}

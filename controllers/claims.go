@@ -61,8 +61,10 @@ func (k claims) claim(ctx context.Context, kind busv1.ClaimKind, name string, ow
 	for attempt := 0; attempt < 3; attempt++ {
 		existing := &busv1.NameClaim{}
 		err := k.c.Get(ctx, types.NamespacedName{Name: objName}, existing)
-		if apierrors.IsNotFound(err) {
-			// The cache may not have seen a claim made a moment ago.
+		if apierrors.IsNotFound(err) && attempt > 0 {
+			// The cache may not have seen a claim made a moment ago; the
+			// first attempt goes straight to the create, which settles it
+			// (one request for the common case of a new name).
 			err = k.live.Get(ctx, types.NamespacedName{Name: objName}, existing)
 		}
 		switch {

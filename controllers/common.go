@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,13 +21,16 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
+	"github.com/hms-platform/bus-operator/internal/audit"
 	"github.com/hms-platform/bus-operator/internal/governance"
 )
 
@@ -50,6 +55,14 @@ type Options struct {
 	AuditTopic string
 	// Now returns the current time; tests replace it.
 	Now func() time.Time
+	// WatchNamespaces are the namespaces the operator watches (empty:
+	// all); objects elsewhere are invisible to it.
+	WatchNamespaces []string
+}
+
+// watches reports whether the operator sees objects in namespace.
+func (o Options) watches(namespace string) bool {
+	return len(o.WatchNamespaces) == 0 || slices.Contains(o.WatchNamespaces, namespace)
 }
 
 func (o Options) now() time.Time {
@@ -65,7 +78,21 @@ func (o Options) resync() time.Duration {
 	if p <= 0 {
 		p = 5 * time.Minute
 	}
-	return p + time.Duration(rand.Int64N(int64(p)/10+1))
+	// Up to a quarter of the period: objects created together (a bulk
+	// apply) drift apart over a few periods instead of resyncing in one
+	// burst every time.
+	return p + time.Duration(rand.Int64N(int64(p)/4+1))
+}
+
+// resyncResult requeues for the next drift check (after d, or the jittered
+// resync period when d is zero) at low priority: the work queue serves new
+// changes first, so a resync of thousands of objects never delays a Topic
+// someone is waiting for.
+func (o Options) resyncResult(d time.Duration) reconcile.Result {
+	if d <= 0 {
+		d = o.resync()
+	}
+	return reconcile.Result{RequeueAfter: d, Priority: ptr.To(handler.LowPriority)}
 }
 
 // decide answers whether obj's current spec may be applied for op, reading
@@ -75,7 +102,7 @@ func decide(ctx context.Context, c client.Reader, o Options, kind busv1.CoveredK
 	if err != nil {
 		return governance.Decision{}, err
 	}
-	subject := governance.Subject{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Operation: op, TicketRef: ticketRef, SpecHash: hash}
+	subject := governance.Subject{Kind: kind, Namespace: obj.GetNamespace(), Name: obj.GetName(), Operation: op, TicketRef: ticketRef, SpecHash: hash, UID: string(obj.GetUID())}
 	ns, name := governance.TicketKey(obj.GetNamespace(), ticketRef)
 	var ticket *busv1.ChangeTicket
 	if ticketRef != "" && ns == obj.GetNamespace() {
@@ -180,25 +207,63 @@ func reconcileShape[T client.Object](ctx context.Context, c client.Client, req r
 	return apply(ctx, obj)
 }
 
+// audited makes one broker write complete-by-construction in the audit
+// trail: the intent is stored before the write, and the write is not made
+// if it cannot be (the error is transient, like an unreachable broker); the
+// outcome, success or failure, is stored after it, with what the broker
+// reported (write's first result). The intent's key comes from the object's
+// UID and resourceVersion, so a write retried after a crash adopts the
+// intent its first attempt left open instead of counting as two changes.
+func audited(ctx context.Context, rec *audit.Recorder, obj client.Object, kind busv1.CoveredKind, r audit.Record, write func() (any, error)) error {
+	p, err := rec.Begin(ctx, obj, string(kind), r)
+	if err != nil {
+		return err
+	}
+	after, err := write()
+	p.DoneWith(ctx, err, after)
+	return err
+}
+
+// unavailableReason tells an audit trail that cannot be written (which
+// holds the broker write back) from a broker that cannot be reached.
+func unavailableReason(err error) string {
+	if errors.Is(err, audit.ErrAuditUnavailable) {
+		return busv1.ReasonAuditUnavailable
+	}
+	return busv1.ReasonBrokerUnavailable
+}
+
 // conditioned is an object whose conditions kstatus reads.
 type conditioned interface {
 	GetConditions() *[]metav1.Condition
 }
 
-// markFailure keeps Ready from claiming success while a reconcile fails:
-// an error the steps did not already explain turns Ready False, with
+// markFailure keeps Ready from claiming success, or an old reason, while a
+// reconcile fails: an error the failing step did not explain in the
+// conditions itself (see explained) turns Ready False with the error, and
 // Reconciling True, until a reconcile succeeds again. Optimistic-lock
 // conflicts are only a retry, not a failure to report.
 func markFailure(obj client.Object, err error) {
 	c, ok := obj.(conditioned)
-	if err == nil || !ok || apierrors.IsConflict(err) {
+	if err == nil || !ok || apierrors.IsConflict(err) || errors.As(err, new(*explainedError)) {
 		return
 	}
-	conds := c.GetConditions()
-	if ready := meta.FindStatusCondition(*conds, busv1.ConditionReady); ready != nil && ready.Status == metav1.ConditionFalse {
-		return // the step that failed already said why
+	applyResult(c.GetConditions(), obj.GetGeneration(), result{reason: busv1.ReasonReconcileError, message: err.Error(), reconciling: true})
+}
+
+// explainedError is an error whose step already set the conditions that
+// explain it (BrokerUnavailable, BrokerRejected, ...).
+type explainedError struct{ err error }
+
+func (e *explainedError) Error() string { return e.err.Error() }
+func (e *explainedError) Unwrap() error { return e.err }
+
+// explained marks err as already told in the conditions.
+func explained(err error) error {
+	if err == nil {
+		return nil
 	}
-	applyResult(conds, obj.GetGeneration(), result{reason: busv1.ReasonReconcileError, message: err.Error(), reconciling: true})
+	return &explainedError{err}
 }
 
 // patchStatus writes the status once, and only when it changed: a resync
@@ -207,7 +272,11 @@ func patchStatus(ctx context.Context, c client.Client, before, after client.Obje
 	if equality.Semantic.DeepEqual(beforeStatus, afterStatus) {
 		return nil
 	}
-	if err := c.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
+	// The patch carries the resourceVersion read: a reconcile that read a
+	// cached object older than the operator's own last status write fails
+	// with a conflict and runs again on the fresh object, instead of
+	// writing status worked out from stale facts.
+	if err := c.Status().Patch(ctx, after, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil // deleted meanwhile: nothing left to report on
 		}
@@ -216,7 +285,28 @@ func patchStatus(ctx context.Context, c client.Client, before, after client.Obje
 	return nil
 }
 
-func isPaused(obj client.Object) bool { return obj.GetAnnotations()[busv1.AnnotationPaused] == "true" }
+// isPaused reads the pause annotation. Any value strconv.ParseBool reads as
+// true pauses; a value that is not a boolean at all ("yes", "on") pauses
+// too, since a person who wrote it meant to stop the operator and a broker
+// write is the one thing that cannot be taken back; pauseTypo says so.
+func isPaused(obj client.Object) bool {
+	v, ok := obj.GetAnnotations()[busv1.AnnotationPaused]
+	if !ok {
+		return false
+	}
+	b, err := strconv.ParseBool(strings.TrimSpace(v))
+	return err != nil || b
+}
+
+// pauseMessage explains a pause, pointing out a value that is not a
+// boolean.
+func pauseMessage(obj client.Object) string {
+	v := obj.GetAnnotations()[busv1.AnnotationPaused]
+	if _, err := strconv.ParseBool(strings.TrimSpace(v)); err != nil {
+		return fmt.Sprintf("broker writes are paused: the %s annotation is %q, which is not true or false; it is taken as true until corrected", busv1.AnnotationPaused, v)
+	}
+	return fmt.Sprintf("broker writes are paused by the %s annotation", busv1.AnnotationPaused)
+}
 
 func truncate(s string) string {
 	const limit = 1024

@@ -145,7 +145,9 @@ func TestTopicNameRaceHasExactlyOneOwner(t *testing.T) {
 	if !ok || got.ID != owner.Status.TopicID {
 		t.Fatalf("deleting the losers touched the owner's topic: ok=%v %+v", ok, got)
 	}
-	if n := countOps(readAudit(t, func(r audit.Record) bool { return r.Operation == audit.OpDeleteTopic && (r.Resource == name || r.Resource == strings.ReplaceAll(name, ".", "_")) }), audit.OpDeleteTopic); n != 0 {
+	if n := countOps(readAudit(t, func(r audit.Record) bool {
+		return r.Operation == audit.OpDeleteTopic && (r.Resource == name || r.Resource == strings.ReplaceAll(name, ".", "_"))
+	}), audit.OpDeleteTopic); n != 0 {
 		t.Fatalf("a loser deleted a topic: %d DeleteTopic records", n)
 	}
 	if _, err := consumeFromStart(ctxT(t), superuser, ownerName); err != nil {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/hex"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -18,19 +20,23 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
 	"github.com/hms-platform/bus-operator/internal/audit"
 	"github.com/hms-platform/bus-operator/internal/governance"
 	"github.com/hms-platform/bus-operator/internal/kafka"
+	"github.com/hms-platform/bus-operator/internal/pki"
 	"github.com/hms-platform/bus-operator/internal/plan"
 	"github.com/hms-platform/bus-operator/pkg/bus"
 )
@@ -71,16 +77,47 @@ type SubscriptionReconciler struct {
 	ClientBootstrap []string
 	// ClientTLS says the brokers speak TLS; ClientCA is the PEM bundle
 	// clients must trust when the brokers' certificates use a private CA.
-	ClientTLS               bool
-	ClientCA                []byte
+	ClientTLS bool
+	ClientCA  []byte
+	// ClientMTLSBootstrap is the brokers' listener that authenticates by
+	// client certificate (authentication type tls); CA issues them, valid
+	// for CertValidity.
+	ClientMTLSBootstrap []string
+	CA                  *pki.Store
+	CertValidity        time.Duration
+	// ClientOAuthBootstrap is the brokers' SASL/OAUTHBEARER listener
+	// (authentication type serviceAccount), TLS when ClientOAuthTLS; the
+	// workload's token must carry TokenAudience.
+	ClientOAuthBootstrap []string
+	ClientOAuthTLS       bool
+	TokenAudience        string
+
 	MaxConcurrentReconciles int
 }
+
+// Defaults of the identity settings.
+const (
+	// DefaultTokenAudience is the audience a workload's projected
+	// ServiceAccount token must carry for the broker to accept it.
+	DefaultTokenAudience = "kafka"
+	// DefaultCertValidity of issued client certificates; they are renewed
+	// after two thirds of it.
+	DefaultCertValidity = 30 * 24 * time.Hour
+	// OpIssueCertificate audits a client certificate issued.
+	OpIssueCertificate = "IssueCertificate"
+	// causeRenewal: a certificate replaced before it expires.
+	causeRenewal = "certificate renewal"
+)
 
 // +kubebuilder:rbac:groups=bus.hms.io,resources=subscriptions,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=bus.hms.io,resources=subscriptions/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=bus.hms.io,resources=subscriptions/finalizers,verbs=update
 // +kubebuilder:rbac:groups=bus.hms.io,resources=topics,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=serviceaccounts,verbs=get
+// +kubebuilder:rbac:groups="",namespace=hmsbus-system,resources=configmaps,verbs=get;create;update
+// The operator's own ConfigMaps in its namespace: the clients CA certificate
+// and the audit chain's head.
 
 // Reconcile brings one Subscription's credentials and grants in line.
 func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -98,14 +135,15 @@ type grantPlan struct {
 	record   bool
 	specHash string
 	decision governance.Decision
-	// role, mechanism, quota, group and topics are the spec's when it is
+	// role, auth, quota, group and topics are the spec's when it is
 	// approved, otherwise the last approved ones from status (narrowed to
 	// grants that still hold): nothing unapproved reaches the broker.
-	role      busv1.Role
-	mechanism string
-	quota     *busv1.QuotaSpec
-	group     string
-	topics    []busv1.GrantedTopic
+	role           busv1.Role
+	auth           busv1.AuthenticationType
+	serviceAccount string
+	quota          *busv1.QuotaSpec
+	group          string
+	topics         []busv1.GrantedTopic
 	// problem explains topics withheld (missing, not allowed, not ready).
 	problem *result
 	// waiting explains why the current spec or state is not applied.
@@ -121,8 +159,16 @@ func (g grantPlan) topicNames() []string {
 	return slices.Compact(out)
 }
 
+// principal is the broker principal of the plan's identity.
+func (g grantPlan) principal(sub *busv1.Subscription) string {
+	return busv1.PrincipalFor(sub.Namespace, sub.Name, g.auth, g.serviceAccount)
+}
+
+// mechanism is the SCRAM mechanism of a SCRAM plan, "" otherwise.
+func (g grantPlan) mechanism() string { return string(g.auth.SCRAMMechanism()) }
+
 func (r *SubscriptionReconciler) desiredACLs(sub *busv1.Subscription, g grantPlan) []kafka.ACL {
-	return plan.DesiredACLs(sub.Principal(), string(g.role), g.topicNames(), g.group)
+	return plan.DesiredACLs(g.principal(sub), string(g.role), g.topicNames(), g.group)
 }
 
 func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub *busv1.Subscription) (reconcile.Result, error) {
@@ -145,7 +191,7 @@ func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub 
 	} else {
 		setCondition(conds, gen, busv1.ConditionApproved, metav1.ConditionFalse, g.waiting.reason, g.waiting.message)
 	}
-	issued := sub.Status.Username != ""
+	issued := sub.Status.Principal != ""
 	if !g.approved && !issued {
 		applyResult(conds, gen, result{reason: g.waiting.reason, message: "no credentials or grants are issued until the ticket allows it: " + g.waiting.message})
 		return reconcile.Result{}, nil
@@ -156,7 +202,7 @@ func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub 
 		return res, err
 	}
 	if isPaused(sub) {
-		applyResult(conds, gen, result{reason: busv1.ReasonPaused, message: fmt.Sprintf("broker writes are paused by the %s annotation", busv1.AnnotationPaused)})
+		applyResult(conds, gen, result{reason: busv1.ReasonPaused, message: pauseMessage(sub)})
 		return reconcile.Result{}, nil
 	}
 
@@ -166,22 +212,35 @@ func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub 
 		// the record names the ticket that approved it.
 		cause, ticket = audit.CauseDrift, sub.Status.AppliedTicket
 	}
-	if res, err, done := r.syncCredentials(ctx, sub, g, cause, ticket); done {
+	// A new identity (another authentication type or ServiceAccount) takes
+	// its grants with it: the old principal's are revoked first.
+	if old := sub.Status.Principal; old != "" && old != g.principal(sub) {
+		if _, err := r.syncACLs(ctx, sub, old, nil, audit.CauseRevocation, ticket); err != nil {
+			return r.brokerError(sub, err)
+		}
+		sub.Status.GrantedACLs = nil
+	}
+	renewAt, res, err, done := r.syncCredentials(ctx, sub, g, cause, ticket)
+	if done {
 		return res, err
 	}
 	desired := r.desiredACLs(sub, g)
-	unmanaged, err := r.syncACLs(ctx, sub, desired, cause, ticket)
+	unmanaged, err := r.syncACLs(ctx, sub, g.principal(sub), desired, cause, ticket)
 	if err != nil {
 		return r.brokerError(sub, err)
 	}
-	if err := r.syncQuota(ctx, sub, g.quota, cause, ticket); err != nil {
+	if err := r.syncQuota(ctx, sub, g, cause, ticket); err != nil {
 		return r.brokerError(sub, err)
 	}
 
-	sub.Status.Principal = sub.Principal()
-	sub.Status.Username = sub.Username()
+	sub.Status.Principal = g.principal(sub)
+	sub.Status.Username = ""
+	if g.auth != busv1.AuthServiceAccount {
+		sub.Status.Username = sub.Username()
+	}
 	sub.Status.SecretName = sub.SecretName()
-	sub.Status.Role, sub.Status.Mechanism, sub.Status.Quota = g.role, busv1.Mechanism(g.mechanism), g.quota
+	sub.Status.Role, sub.Status.Mechanism, sub.Status.Quota = g.role, busv1.Mechanism(g.mechanism()), g.quota
+	sub.Status.Authentication, sub.Status.ServiceAccountName = g.auth, g.serviceAccount
 	sub.Status.ConsumerGroup = g.group
 	sub.Status.GrantedTopics = g.topics
 	sub.Status.Topics = g.topicNames()
@@ -202,9 +261,14 @@ func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub 
 		applyResult(conds, gen, *g.problem)
 	default:
 		sub.Status.ObservedGeneration = gen
-		applyResult(conds, gen, result{ready: true, reason: busv1.ReasonSucceeded, message: fmt.Sprintf("%s may %s %s; credentials in Secret %s", sub.Principal(), strings.ToLower(string(roleOf(sub))), sub.Status.TopicsSummary, sub.SecretName())})
+		applyResult(conds, gen, result{ready: true, reason: busv1.ReasonSucceeded, message: fmt.Sprintf("%s may %s %s; credentials in Secret %s", sub.Status.Principal, strings.ToLower(string(roleOf(sub))), sub.Status.TopicsSummary, sub.SecretName())})
 	}
-	return reconcile.Result{RequeueAfter: r.resync()}, nil
+	next := r.resync()
+	if !renewAt.IsZero() {
+		// Wake in time to renew the client certificate.
+		next = min(next, max(time.Until(renewAt), time.Second))
+	}
+	return r.resyncResult(next), nil
 }
 
 // plan decides the grants. The grants are exactly what an approval
@@ -228,10 +292,10 @@ func (r *SubscriptionReconciler) plan(ctx context.Context, sub *busv1.Subscripti
 	if err != nil {
 		return g, err
 	}
-	issued := sub.Status.Username != ""
+	issued := sub.Status.Principal != ""
 	if issued && hash == sub.Status.ApprovedSpecHash && sameGrants(current, kept) {
 		g.approved = true
-		g.role, g.mechanism, g.quota = roleOf(sub), string(sub.MechanismName()), sub.Spec.Quota
+		g.role, g.auth, g.serviceAccount, g.quota = roleOf(sub), sub.AuthType(), sub.ServiceAccountName(), sub.Spec.Quota
 		g.group = consumerGroup(sub)
 		g.topics, g.problem = current, problem
 		return g, nil
@@ -243,18 +307,23 @@ func (r *SubscriptionReconciler) plan(ctx context.Context, sub *busv1.Subscripti
 	g.decision = d
 	if d.Allowed {
 		g.approved, g.record = true, true
-		g.role, g.mechanism, g.quota = roleOf(sub), string(sub.MechanismName()), sub.Spec.Quota
+		g.role, g.auth, g.serviceAccount, g.quota = roleOf(sub), sub.AuthType(), sub.ServiceAccountName(), sub.Spec.Quota
 		g.group = consumerGroup(sub)
 		g.topics, g.problem = current, problem
 		return g, nil
 	}
 	// Keep the last approved state, narrowed to the grants still true.
-	g.role, g.mechanism, g.quota, g.group = sub.Status.Role, string(sub.Status.Mechanism), sub.Status.Quota, sub.Status.ConsumerGroup
+	g.role, g.quota, g.group = sub.Status.Role, sub.Status.Quota, sub.Status.ConsumerGroup
+	g.auth, g.serviceAccount = sub.Status.Authentication, sub.Status.ServiceAccountName
 	if g.role == "" {
 		g.role = roleOf(sub)
 	}
-	if g.mechanism == "" {
-		g.mechanism = string(busv1.MechanismSCRAMSHA512)
+	if g.auth == "" {
+		// Recorded before authentication types existed: SCRAM.
+		g.auth = busv1.AuthSCRAMSHA512
+		if sub.Status.Mechanism == busv1.MechanismSCRAMSHA256 {
+			g.auth = busv1.AuthSCRAMSHA256
+		}
 	}
 	g.topics = kept
 	switch {
@@ -348,6 +417,10 @@ func (r *SubscriptionReconciler) resolveTopics(ctx context.Context, sub *busv1.S
 		}
 	}
 	for _, ref := range refs {
+		if !r.watches(ref.Namespace) {
+			note(busv1.ReasonTopicNotFound, fmt.Sprintf("Topic %s is in namespace %s, which this operator does not watch (--watch-namespaces)", ref, ref.Namespace))
+			continue
+		}
 		t := &busv1.Topic{}
 		if err := r.Get(ctx, ref, t); err != nil {
 			if !apierrors.IsNotFound(err) {
@@ -367,7 +440,9 @@ func (r *SubscriptionReconciler) resolveTopics(ctx context.Context, sub *busv1.S
 			out = append(out, busv1.GrantedTopic{Namespace: t.Namespace, Name: t.Name, UID: string(t.UID), TopicName: t.Status.TopicName, TopicID: t.Status.TopicID})
 		}
 	}
-	slices.SortFunc(out, func(a, b busv1.GrantedTopic) int { return strings.Compare(a.TopicName+"/"+a.UID, b.TopicName+"/"+b.UID) })
+	slices.SortFunc(out, func(a, b busv1.GrantedTopic) int {
+		return strings.Compare(a.TopicName+"/"+a.UID, b.TopicName+"/"+b.UID)
+	})
 	return out, problem, nil
 }
 
@@ -437,7 +512,7 @@ func (r *SubscriptionReconciler) claimNames(ctx context.Context, sub *busv1.Subs
 			return reconcile.Result{}, true, err
 		}
 		if !group.owned {
-			if sub.Status.Username == "" {
+			if sub.Status.Principal == "" {
 				applyResult(&sub.Status.Conditions, sub.Generation, result{reason: busv1.ReasonConflict, stalled: true,
 					message: fmt.Sprintf("consumer group %s is claimed by %s: members of a group share its offsets and split its events, so each group belongs to one Subscription; set another spec.consumerGroup (starting with %q)", g.group, group.holder(), sub.Namespace+".")})
 				return reconcile.Result{}, true, nil
@@ -462,75 +537,172 @@ func (r *SubscriptionReconciler) claims() claims {
 	return claims{c: r.Client, live: r.liveReader()}
 }
 
-// syncCredentials writes the Secret, then the broker's SCRAM credential.
-// done is true when the reconcile must stop here.
-func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1.Subscription, g grantPlan, cause string, ticket *busv1.AppliedTicket) (reconcile.Result, error, bool) {
-	stall := func(err error) (reconcile.Result, error, bool) {
+// syncCredentials writes the Secret, then, for SCRAM, the broker's
+// credential. A SCRAM credential the operator made earlier and no longer
+// wants (another mechanism, or another authentication type) is deleted: it
+// would still let the old password in. renewAt is when a client
+// certificate must be renewed (zero for other types); done is true when the
+// reconcile must stop here.
+func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1.Subscription, g grantPlan, cause string, ticket *busv1.AppliedTicket) (renewAt time.Time, res reconcile.Result, err error, done bool) {
+	stall := func(reason string, err error) (time.Time, reconcile.Result, error, bool) {
 		var stalled *stalledError
 		if errors.As(err, &stalled) {
-			applyResult(&sub.Status.Conditions, sub.Generation, result{reason: busv1.ReasonConflict, message: stalled.msg, stalled: true})
+			applyResult(&sub.Status.Conditions, sub.Generation, result{reason: reason, message: stalled.msg, stalled: true})
 			// A foreign Secret or SCRAM user is outside what the operator
 			// watches: look again at the resync to notice it is gone.
-			return reconcile.Result{RequeueAfter: r.resync()}, nil, true
+			return time.Time{}, r.resyncResult(0), nil, true
 		}
-		return reconcile.Result{}, err, true
+		return time.Time{}, reconcile.Result{}, err, true
 	}
-	user, mech := sub.Username(), g.mechanism
+	brokerFailed := func(err error) (time.Time, reconcile.Result, error, bool) {
+		res, err := r.brokerError(sub, err)
+		return time.Time{}, res, err, true
+	}
+	if msg := r.authUnavailable(g.auth); msg != "" {
+		return stall(busv1.ReasonAuthUnavailable, &stalledError{msg})
+	}
+	if g.auth == busv1.AuthServiceAccount {
+		if err := r.checkServiceAccount(ctx, sub.Namespace, g.serviceAccount); err != nil {
+			var stalled *stalledError
+			if errors.As(err, &stalled) {
+				applyResult(&sub.Status.Conditions, sub.Generation, result{reason: busv1.ReasonServiceAccountNotFound, message: stalled.msg})
+				return time.Time{}, r.resyncResult(0), nil, true
+			}
+			return time.Time{}, reconcile.Result{}, err, true
+		}
+	}
+	user, mech := sub.Username(), g.mechanism()
 	have, err := r.Admin.SCRAMMechanisms(ctx, user)
 	if err != nil {
-		res, err := r.brokerError(sub, err)
-		return res, err, true
+		return brokerFailed(err)
 	}
-	if err := r.guardForeignUser(ctx, sub, len(have[user]) > 0); err != nil {
-		return stall(err)
+	if mech != "" {
+		if err := r.guardForeignUser(ctx, sub, len(have[user]) > 0); err != nil {
+			return stall(busv1.ReasonConflict, err)
+		}
 	}
-	secret, why, err := r.ensureSecret(ctx, sub, g)
+	secret, issued, err := r.ensureSecret(ctx, sub, g, len(have[user]) > 0)
 	if err != nil {
-		return stall(err)
+		return stall(busv1.ReasonConflict, err)
 	}
 	pending := secret.Annotations[annotationBrokerSync] == "pending"
-	if pending || !slices.Contains(have[user], mech) {
-		if err := r.Admin.UpsertSCRAM(ctx, user, mech, string(secret.Data[bus.SecretKeyPassword])); err != nil {
-			res, err := r.brokerError(sub, err)
-			return res, err, true
-		}
+	if mech != "" && (pending || !slices.Contains(have[user], mech)) {
 		rec := audit.Record{Operation: audit.OpUpsertCredential, Resource: user, Cause: cause, Ticket: ticket,
-			After: map[string]any{"mechanism": mech, "secret": secret.Name, "passwordChanged": pending}}
-		switch why {
+			After: map[string]any{"mechanism": mech, "secret": secret.Name, "passwordChanged": pending || issued.why != issueNone}}
+		switch issued.why {
 		case issueRotation:
 			rec.Cause = audit.CauseRotation
 		case issueTampered:
 			rec.Cause, rec.Ticket = audit.CauseDrift, sub.Status.AppliedTicket
 			rec.After = map[string]any{"mechanism": mech, "secret": secret.Name, "passwordChanged": true, "reason": "the Secret's password was changed or its marker removed out of band; a new password was issued"}
 		}
-		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), rec)
+		if err := audited(ctx, r.Audit, sub, busv1.KindSubscription, rec, func() (any, error) {
+			return nil, r.Admin.UpsertSCRAM(ctx, user, mech, string(secret.Data[bus.SecretKeyPassword]))
+		}); err != nil {
+			return brokerFailed(err)
+		}
 		if pending {
 			delete(secret.Annotations, annotationBrokerSync)
 			if err := r.Update(ctx, secret); err != nil {
-				return reconcile.Result{}, fmt.Errorf("marking Secret %s synced: %w", secret.Name, err), true
+				return time.Time{}, reconcile.Result{}, fmt.Errorf("marking Secret %s synced: %w", secret.Name, err), true
 			}
 		}
 	}
-	// A mechanism switched in the spec leaves the old credential behind:
-	// remove it, since it would still let the old password in.
-	for _, old := range have[user] {
-		if old == mech {
-			continue
+	if issued.cert != nil {
+		r.recordCertificate(ctx, sub, secret, issued, cause, ticket)
+	}
+	// Only SCRAM credentials the operator made are removed: this
+	// Subscription's user (it has issued credentials, or holds the Secret
+	// written before the broker).
+	if len(have[user]) > 0 && (sub.Status.Username != "" || mech != "") {
+		for _, old := range have[user] {
+			if old == mech {
+				continue
+			}
+			rec := audit.Record{Operation: audit.OpDeleteCredential, Resource: user, Cause: cause, Ticket: ticket, Before: map[string]any{"mechanism": old}}
+			if err := audited(ctx, r.Audit, sub, busv1.KindSubscription, rec, func() (any, error) {
+				return nil, r.Admin.DeleteSCRAM(ctx, user, old)
+			}); err != nil {
+				return brokerFailed(err)
+			}
 		}
-		if err := r.Admin.DeleteSCRAM(ctx, user, old); err != nil {
-			res, err := r.brokerError(sub, err)
-			return res, err, true
-		}
-		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpDeleteCredential, Resource: user, Cause: cause, Ticket: ticket, Before: map[string]any{"mechanism": old}})
 	}
 	sub.Status.CredentialsRotation = secret.Annotations[annotationRotation]
 	sub.Status.SecretUID = string(secret.UID)
-	// A new password (new Secret, lost Secret or rotation) is always pending.
-	if pending || sub.Status.PasswordChangedAt == nil {
+	switch {
+	case mech == "":
+		sub.Status.PasswordChangedAt = nil
+	case pending || issued.why != issueNone || sub.Status.PasswordChangedAt == nil:
+		// A new password (new Secret, lost Secret or rotation) is always
+		// pending.
 		now := metav1.NewTime(r.now().UTC().Truncate(time.Second))
 		sub.Status.PasswordChangedAt = &now
 	}
-	return reconcile.Result{}, nil, false
+	sub.Status.Certificate = nil
+	if cert := issued.current; cert != nil {
+		sub.Status.Certificate = &busv1.CertificateStatus{
+			Subject: cert.Subject.String(), SerialNumber: cert.SerialNumber.Text(16),
+			NotAfter: ptr.To(metav1.NewTime(cert.NotAfter.UTC())), RenewAt: ptr.To(metav1.NewTime(pki.RenewAt(cert).UTC().Truncate(time.Second))),
+		}
+		renewAt = pki.RenewAt(cert)
+	}
+	return renewAt, reconcile.Result{}, nil, false
+}
+
+// authUnavailable says why the operator cannot serve an authentication
+// type with its configuration, or "".
+func (r *SubscriptionReconciler) authUnavailable(auth busv1.AuthenticationType) string {
+	switch auth {
+	case busv1.AuthTLS:
+		if r.CA == nil {
+			return "authentication type tls needs a clients CA: the operator runs without one (--clients-ca-secret)"
+		}
+		if len(r.ClientMTLSBootstrap) == 0 {
+			return "authentication type tls needs the brokers' client-certificate listener: start the operator with --client-tls-bootstrap"
+		}
+	case busv1.AuthServiceAccount:
+		if len(r.ClientOAuthBootstrap) == 0 {
+			return "authentication type serviceAccount needs the brokers' OAUTHBEARER listener: start the operator with --client-oauth-bootstrap"
+		}
+	}
+	return ""
+}
+
+// checkServiceAccount makes sure the ServiceAccount exists: tokens of a
+// ServiceAccount that does not exist cannot be issued, and granting its
+// principal would wait for whoever creates it later.
+func (r *SubscriptionReconciler) checkServiceAccount(ctx context.Context, ns, name string) error {
+	err := r.liveReader().Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &corev1.ServiceAccount{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return &stalledError{fmt.Sprintf("ServiceAccount %s/%s not found: create it, then the workload authenticates with its token (audience %q)", ns, name, r.tokenAudience())}
+	case err != nil:
+		return fmt.Errorf("getting ServiceAccount %s/%s: %w", ns, name, err)
+	}
+	return nil
+}
+
+func (r *SubscriptionReconciler) tokenAudience() string {
+	if r.TokenAudience != "" {
+		return r.TokenAudience
+	}
+	return DefaultTokenAudience
+}
+
+// recordCertificate audits a newly issued client certificate: not a
+// broker change, but a credential that will open the broker.
+func (r *SubscriptionReconciler) recordCertificate(ctx context.Context, sub *busv1.Subscription, secret *corev1.Secret, issued issuedMaterial, cause string, ticket *busv1.AppliedTicket) {
+	rec := audit.Record{Operation: OpIssueCertificate, Resource: issued.cert.Subject.String(), Cause: cause, Ticket: ticket,
+		After: map[string]any{"serialNumber": issued.cert.SerialNumber.Text(16), "notAfter": issued.cert.NotAfter.UTC(), "issuer": issued.cert.Issuer.String(), "secret": secret.Name}}
+	switch issued.why {
+	case issueRotation:
+		rec.Cause = audit.CauseRotation
+	case issueRenewal:
+		rec.Cause, rec.Ticket = causeRenewal, sub.Status.AppliedTicket
+	case issueTampered:
+		rec.Cause, rec.Ticket = audit.CauseDrift, sub.Status.AppliedTicket
+	}
+	r.Audit.Record(ctx, sub, string(busv1.KindSubscription), rec)
 }
 
 // guardForeignUser refuses to take over a SCRAM user the operator did not
@@ -563,7 +735,7 @@ type stalledError struct{ msg string }
 
 func (e *stalledError) Error() string { return e.msg }
 
-// issueReason says why a new password was issued.
+// issueReason says why new credential material was issued.
 type issueReason int
 
 const (
@@ -571,7 +743,17 @@ const (
 	issueNew
 	issueRotation
 	issueTampered
+	// issueRenewal: a client certificate reached its renewal time.
+	issueRenewal
 )
+
+// issuedMaterial is what ensureSecret did with the credential material.
+type issuedMaterial struct {
+	why issueReason
+	// cert is the client certificate issued just now, if any; current is
+	// the one the Secret holds after the call (tls only).
+	cert, current *x509.Certificate
+}
 
 // passwordDigest is the SHA-256 of a password, kept as an annotation on the
 // Secret that holds the password itself (so it reveals nothing to anyone
@@ -585,56 +767,96 @@ func passwordDigest(pw []byte) string {
 
 // ensureSecret creates the credentials Secret, or repairs it: whatever was
 // changed out of band in it (labels, annotations, owner reference, data) is
-// put back. A new password is issued when the Secret is new, lost, asked
-// to rotate, or its password was edited out of band; the Secret is then
-// marked pending until the broker has it.
+// put back. New material is issued when the Secret is new, lost, asked to
+// rotate, edited out of band, or (a certificate) due for renewal. A new
+// SCRAM password marks the Secret pending until the broker has it; a
+// certificate needs nothing on the broker (it trusts the CA).
 //
 // Ownership is decided by UID: the operator records the UID of the Secret
 // it created, so a Secret of that name that someone else made (before, or
 // after deleting the operator's) is never written to, whatever its owner
 // references say.
-func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Subscription, g grantPlan) (*corev1.Secret, issueReason, error) {
+func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Subscription, g grantPlan, userExists bool) (*corev1.Secret, issuedMaterial, error) {
+	// A Subscription that never had a Secret goes straight to creating it
+	// when the cache has none; an AlreadyExists answer sends it round again
+	// with the API server's view.
+	live := sub.Status.SecretUID != ""
+	for attempt := 0; ; attempt++ {
+		secret, out, err := r.ensureSecretOnce(ctx, sub, g, userExists, live)
+		if !errors.Is(err, errSecretAppeared) || attempt > 0 {
+			return secret, out, err
+		}
+		live = true
+	}
+}
+
+// errSecretAppeared: the Secret did not exist when read, but creating it
+// found one.
+var errSecretAppeared = errors.New("the Secret appeared meanwhile")
+
+func (r *SubscriptionReconciler) ensureSecretOnce(ctx context.Context, sub *busv1.Subscription, g grantPlan, userExists, live bool) (*corev1.Secret, issuedMaterial, error) {
+	var out issuedMaterial
 	name := sub.SecretName()
-	secret, exists, err := r.currentSecret(ctx, sub.Namespace, name)
+	secret, exists, err := r.currentSecret(ctx, sub.Namespace, name, live)
 	if err != nil {
-		return nil, issueNone, err
+		return nil, out, err
 	}
 	adopted := false
+	if exists && sub.Status.SecretUID == "" {
+		// The cached Subscription may predate the status write that
+		// recorded the Secret: ask the API server before concluding the
+		// Secret is unrecorded (adopting it would issue a new password).
+		live := &busv1.Subscription{}
+		if err := r.liveReader().Get(ctx, client.ObjectKeyFromObject(sub), live); err != nil {
+			return nil, out, fmt.Errorf("reading Subscription %s: %w", sub.Name, err)
+		}
+		if live.UID == sub.UID {
+			sub.Status.SecretUID = live.Status.SecretUID
+		}
+	}
 	if exists {
 		switch {
 		case sub.Status.SecretUID != "" && string(secret.UID) == sub.Status.SecretUID:
 		case sub.Status.SecretUID == "" && metav1.IsControlledBy(secret, sub):
 			// Written by this operator for this Subscription just before a
-			// restart lost the status that records it. Adopting it issues a
-			// new password, so nothing chosen by whoever else could have
+			// restart lost the status that records it. Adopting it issues
+			// new material, so nothing chosen by whoever else could have
 			// written it survives.
 			adopted = true
 		default:
-			return nil, issueNone, &stalledError{foreignSecretMessage(sub, secret)}
+			return nil, out, &stalledError{foreignSecretMessage(sub, secret)}
 		}
 	}
 	request := sub.Annotations[busv1.AnnotationRotate]
-	password := secret.Data[bus.SecretKeyPassword]
-	why := issueNone
-	switch {
-	case !exists || len(password) == 0 || adopted:
-		why = issueNew
-	case request != "" && request != secret.Annotations[annotationRotation]:
-		why = issueRotation
-	case secret.Annotations[annotationPasswordDigest] != passwordDigest(password):
-		why = issueTampered
-	}
-	if why != issueNone {
-		pw, err := generatePassword()
-		if err != nil {
-			return nil, issueNone, err
+	rotate := request != "" && request != secret.Annotations[annotationRotation]
+	creds := bus.Credentials{Topics: g.topicNames(), ConsumerGroup: g.group, CACert: r.ClientCA}
+	switch g.auth {
+	case busv1.AuthTLS:
+		if err := r.clientCertificate(ctx, sub, secret, exists && !adopted, rotate, &creds, &out); err != nil {
+			return nil, out, err
 		}
-		password = []byte(pw)
-	}
-	creds := bus.Credentials{
-		Bootstrap: r.ClientBootstrap, Mechanism: g.mechanism,
-		Username: sub.Username(), Password: string(password), Topics: g.topicNames(), TLS: r.ClientTLS, CACert: r.ClientCA,
-		ConsumerGroup: g.group,
+	case busv1.AuthServiceAccount:
+		creds.Bootstrap, creds.TLS = r.ClientOAuthBootstrap, r.ClientOAuthTLS
+		creds.Mechanism, creds.TokenFile, creds.TokenAudience = bus.MechanismOAuthBearer, bus.DefaultTokenFile, r.tokenAudience()
+	default:
+		password := secret.Data[bus.SecretKeyPassword]
+		switch {
+		case !exists || len(password) == 0 || adopted:
+			out.why = issueNew
+		case rotate:
+			out.why = issueRotation
+		case secret.Annotations[annotationPasswordDigest] != passwordDigest(password):
+			out.why = issueTampered
+		}
+		if out.why != issueNone {
+			pw, err := generatePassword()
+			if err != nil {
+				return nil, out, err
+			}
+			password = []byte(pw)
+		}
+		creds.Bootstrap, creds.TLS = r.ClientBootstrap, r.ClientTLS
+		creds.Mechanism, creds.Username, creds.Password = g.mechanism(), sub.Username(), string(password)
 	}
 	desired := secret.DeepCopy()
 	desired.Name, desired.Namespace = name, sub.Namespace
@@ -647,9 +869,18 @@ func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Su
 	if desired.Annotations == nil {
 		desired.Annotations = map[string]string{}
 	}
-	desired.Annotations[annotationPasswordDigest] = passwordDigest(password)
-	if why != issueNone {
-		desired.Annotations[annotationBrokerSync] = "pending"
+	delete(desired.Annotations, annotationPasswordDigest)
+	delete(desired.Annotations, annotationBrokerSync)
+	if creds.Password != "" {
+		desired.Annotations[annotationPasswordDigest] = passwordDigest([]byte(creds.Password))
+		// A new password for a user the broker already has must reach it
+		// even after a crash: mark it pending until it does. For a user the
+		// broker does not have yet, its absence says the same.
+		if out.why != issueNone && userExists {
+			desired.Annotations[annotationBrokerSync] = "pending"
+		} else if out.why == issueNone && secret.Annotations[annotationBrokerSync] != "" {
+			desired.Annotations[annotationBrokerSync] = secret.Annotations[annotationBrokerSync]
+		}
 	}
 	if request != "" {
 		desired.Annotations[annotationRotation] = request
@@ -660,39 +891,83 @@ func (r *SubscriptionReconciler) ensureSecret(ctx context.Context, sub *busv1.Su
 		return o.Controller != nil && *o.Controller && o.UID != sub.UID
 	})
 	if err := controllerutil.SetControllerReference(sub, desired, r.Scheme()); err != nil {
-		return nil, issueNone, fmt.Errorf("owning Secret %s: %w", name, err)
+		return nil, out, fmt.Errorf("owning Secret %s: %w", name, err)
 	}
 	switch {
 	case !exists:
 		if err := r.Create(ctx, desired); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				// Made by someone else between our read and our create.
-				return nil, issueNone, fmt.Errorf("creating Secret %s: it appeared meanwhile; looking again: %w", name, err)
+				return nil, out, fmt.Errorf("creating Secret %s: %w", name, errSecretAppeared)
 			}
-			return nil, issueNone, fmt.Errorf("creating Secret %s: %w", name, err)
+			return nil, out, fmt.Errorf("creating Secret %s: %w", name, err)
 		}
 		log.FromContext(ctx).Info("created credentials Secret", "secret", name)
 	case secret.Type != desired.Type:
 		// A Secret's type cannot change; one of another type is not ours.
-		return nil, issueNone, &stalledError{foreignSecretMessage(sub, secret)}
+		return nil, out, &stalledError{foreignSecretMessage(sub, secret)}
 	case !equality.Semantic.DeepEqual(secret.Data, desired.Data) || !equality.Semantic.DeepEqual(secret.Annotations, desired.Annotations) ||
 		!equality.Semantic.DeepEqual(secret.Labels, desired.Labels) || !equality.Semantic.DeepEqual(secret.OwnerReferences, desired.OwnerReferences):
 		if err := r.Update(ctx, desired); err != nil {
-			return nil, issueNone, fmt.Errorf("updating Secret %s: %w", name, err)
+			return nil, out, fmt.Errorf("updating Secret %s: %w", name, err)
 		}
-		if why == issueTampered || tamperedMeta(secret, sub) {
-			log.FromContext(ctx).Info("repaired credentials Secret changed out of band", "secret", name, "newPassword", why == issueTampered)
-			r.Events.Eventf(sub, nil, corev1.EventTypeWarning, "SecretRepaired", "Reconcile", "Secret %s was changed out of band and was repaired%s", name, map[bool]string{true: "; a new password was issued", false: ""}[why == issueTampered])
+		if out.why == issueTampered || tamperedMeta(secret, sub, creds.Password != "") {
+			log.FromContext(ctx).Info("repaired credentials Secret changed out of band", "secret", name, "newMaterial", out.why == issueTampered)
+			r.Events.Eventf(sub, nil, corev1.EventTypeWarning, "SecretRepaired", "Reconcile", "Secret %s was changed out of band and was repaired%s", name, map[bool]string{true: "; new credentials were issued", false: ""}[out.why == issueTampered])
 		}
 	}
-	return desired, why, nil
+	return desired, out, nil
+}
+
+// clientCertificate keeps the Secret's client certificate, or issues a new
+// one when there is none, when rotation is asked, when it is due for
+// renewal, or when what the Secret holds is not a certificate of the
+// clients CA for this Subscription with its own key (edited out of band).
+func (r *SubscriptionReconciler) clientCertificate(ctx context.Context, sub *busv1.Subscription, secret *corev1.Secret, keep, rotate bool, creds *bus.Credentials, out *issuedMaterial) error {
+	ca, err := r.CA.CA(ctx)
+	if err != nil {
+		return err
+	}
+	now := r.now()
+	certPEM, keyPEM := secret.Data[bus.SecretKeyCert], secret.Data[bus.SecretKeyKey]
+	cn := sub.Username()
+	current, verr := ca.Verify(certPEM, keyPEM, now)
+	switch {
+	case !keep || len(certPEM) == 0:
+		out.why = issueNew
+	case rotate:
+		out.why = issueRotation
+	case verr != nil || current.Subject.CommonName != cn:
+		out.why = issueTampered
+	case !now.Before(pki.RenewAt(current)):
+		out.why = issueRenewal
+	}
+	if out.why != issueNone {
+		if certPEM, keyPEM, err = ca.IssueClient(cn, r.certValidity(), now); err != nil {
+			return err
+		}
+		if current, err = pki.ParseCertificate(certPEM); err != nil {
+			return err
+		}
+		out.cert = current
+	}
+	out.current = current
+	creds.Bootstrap, creds.TLS, creds.Username = r.ClientMTLSBootstrap, true, cn
+	creds.CertPEM, creds.KeyPEM = certPEM, keyPEM
+	return nil
+}
+
+func (r *SubscriptionReconciler) certValidity() time.Duration {
+	if r.CertValidity > 0 {
+		return r.CertValidity
+	}
+	return DefaultCertValidity
 }
 
 // tamperedMeta reports whether the operator's label, owner reference or
 // password marker was missing from a Secret it owns.
-func tamperedMeta(have *corev1.Secret, sub *busv1.Subscription) bool {
+func tamperedMeta(have *corev1.Secret, sub *busv1.Subscription, password bool) bool {
 	return have.Labels[LabelManagedBy] != ManagedByValue || !metav1.IsControlledBy(have, sub) ||
-		have.Annotations[annotationPasswordDigest] == ""
+		(password && have.Annotations[annotationPasswordDigest] == "")
 }
 
 func foreignSecretMessage(sub *busv1.Subscription, s *corev1.Secret) string {
@@ -704,12 +979,12 @@ func foreignSecretMessage(sub *busv1.Subscription, s *corev1.Secret) string {
 }
 
 // currentSecret reads the credentials Secret. The cache holds only Secrets
-// labelled as the operator's, so a Secret whose label was removed (or that
-// someone else made) is read from the API server.
-func (r *SubscriptionReconciler) currentSecret(ctx context.Context, ns, name string) (*corev1.Secret, bool, error) {
+// labelled as the operator's, so when live is set a Secret the cache lacks
+// (its label removed, or made by someone else) is read from the API server.
+func (r *SubscriptionReconciler) currentSecret(ctx context.Context, ns, name string, live bool) (*corev1.Secret, bool, error) {
 	secret := &corev1.Secret{}
 	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, secret)
-	if apierrors.IsNotFound(err) {
+	if apierrors.IsNotFound(err) && live {
 		err = r.liveReader().Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, secret)
 	}
 	switch {
@@ -723,26 +998,47 @@ func (r *SubscriptionReconciler) currentSecret(ctx context.Context, ns, name str
 
 // syncACLs applies the ACL diff and returns ACLs for the principal that
 // the operator did not grant (reported, never touched).
-func (r *SubscriptionReconciler) syncACLs(ctx context.Context, sub *busv1.Subscription, desired []kafka.ACL, cause string, ticket *busv1.AppliedTicket) ([]kafka.ACL, error) {
-	principal := sub.Principal()
+func (r *SubscriptionReconciler) syncACLs(ctx context.Context, sub *busv1.Subscription, principal string, desired []kafka.ACL, cause string, ticket *busv1.AppliedTicket) ([]kafka.ACL, error) {
 	// The adapter's errors name the operation; they are passed on as they
 	// are, so a message says it once.
 	observed, err := r.Admin.DescribeACLs(ctx, principal)
 	if err != nil {
 		return nil, err
 	}
-	d := plan.DiffACLs(desired, observed, fromEntries(sub.Principal(), sub.Status.GrantedACLs))
+	// What this Subscription recorded is only its own if its recorded
+	// principal is this one.
+	var owned []kafka.ACL
+	if sub.Status.Principal == "" || sub.Status.Principal == principal {
+		owned = fromEntries(principal, sub.Status.GrantedACLs)
+	}
+	// Subscriptions naming one ServiceAccount share its principal: what the
+	// others were granted is neither revoked nor reported here.
+	shared, err := r.siblingACLs(ctx, sub, principal)
+	if err != nil {
+		return nil, err
+	}
+	d := plan.DiffACLs(desired, observed, owned)
+	d.Delete = slices.DeleteFunc(d.Delete, func(a kafka.ACL) bool { return shared[a] })
+	d.Unmanaged = slices.DeleteFunc(d.Unmanaged, func(a kafka.ACL) bool { return shared[a] })
 	if len(d.Create) > 0 {
-		if err := r.Admin.CreateACLs(ctx, d.Create); err != nil {
+		rec := audit.Record{Operation: audit.OpCreateACL, Resource: principal, Cause: cause, Ticket: ticket, After: aclStrings(d.Create)}
+		if err := audited(ctx, r.Audit, sub, busv1.KindSubscription, rec, func() (any, error) {
+			return nil, r.Admin.CreateACLs(ctx, d.Create)
+		}); err != nil {
 			return nil, err
 		}
-		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpCreateACL, Resource: principal, Cause: cause, Ticket: ticket, After: aclStrings(d.Create)})
 	}
 	if len(d.Delete) > 0 {
-		if err := r.Admin.DeleteACLs(ctx, d.Delete); err != nil {
+		revocation := audit.CauseRevocation
+		if cause == audit.CauseDeletion {
+			revocation = cause
+		}
+		rec := audit.Record{Operation: audit.OpDeleteACL, Resource: principal, Cause: revocation, Ticket: ticket, Before: aclStrings(d.Delete)}
+		if err := audited(ctx, r.Audit, sub, busv1.KindSubscription, rec, func() (any, error) {
+			return nil, r.Admin.DeleteACLs(ctx, d.Delete)
+		}); err != nil {
 			return nil, err
 		}
-		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpDeleteACL, Resource: principal, Cause: audit.CauseRevocation, Ticket: ticket, Before: aclStrings(d.Delete)})
 	}
 	if len(d.Unmanaged) > 0 {
 		r.Events.Eventf(sub, nil, corev1.EventTypeWarning, busv1.ReasonUnmanagedACLs, "Reconcile", "%s", unmanagedMessage(d.Unmanaged))
@@ -750,10 +1046,39 @@ func (r *SubscriptionReconciler) syncACLs(ctx context.Context, sub *busv1.Subscr
 	return d.Unmanaged, nil
 }
 
-// syncQuota sets or clears the client quota.
-func (r *SubscriptionReconciler) syncQuota(ctx context.Context, sub *busv1.Subscription, quota *busv1.QuotaSpec, cause string, ticket *busv1.AppliedTicket) error {
+// siblingACLs are the ACLs other Subscriptions of the namespace granted to
+// the same principal (only a ServiceAccount principal can be shared).
+func (r *SubscriptionReconciler) siblingACLs(ctx context.Context, sub *busv1.Subscription, principal string) (map[kafka.ACL]bool, error) {
+	if !sharedPrincipal(principal) {
+		return nil, nil
+	}
+	var list busv1.SubscriptionList
+	if err := r.List(ctx, &list, client.InNamespace(sub.Namespace)); err != nil {
+		return nil, fmt.Errorf("listing Subscriptions sharing %s: %w", principal, err)
+	}
+	out := map[kafka.ACL]bool{}
+	for i := range list.Items {
+		o := &list.Items[i]
+		if o.UID == sub.UID || o.Status.Principal != principal {
+			continue
+		}
+		for _, a := range fromEntries(principal, o.Status.GrantedACLs) {
+			out[a] = true
+		}
+	}
+	return out, nil
+}
+
+// syncQuota sets or clears the client quota of the plan's user. Quotas
+// apply to SCRAM and certificate identities (<namespace>.<name>); a
+// ServiceAccount's principal may be shared, so it carries none (the CRD
+// refuses a quota there).
+func (r *SubscriptionReconciler) syncQuota(ctx context.Context, sub *busv1.Subscription, g grantPlan, cause string, ticket *busv1.AppliedTicket) error {
+	if g.auth == busv1.AuthServiceAccount {
+		return nil
+	}
 	want := kafka.Quota{}
-	if q := quota; q != nil {
+	if q := g.quota; q != nil {
 		want = kafka.Quota{ProducerByteRate: q.ProducerByteRate, ConsumerByteRate: q.ConsumerByteRate}
 	}
 	user := sub.Username()
@@ -764,21 +1089,18 @@ func (r *SubscriptionReconciler) syncQuota(ctx context.Context, sub *busv1.Subsc
 	if equality.Semantic.DeepEqual(have, want) {
 		return nil
 	}
-	if err := r.Admin.SetQuota(ctx, user, want); err != nil {
-		return err
-	}
-	r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpSetQuota, Resource: user, Cause: cause, Ticket: ticket, Before: have, After: want})
-	return nil
+	rec := audit.Record{Operation: audit.OpSetQuota, Resource: user, Cause: cause, Ticket: ticket, Before: have, After: want}
+	return audited(ctx, r.Audit, sub, busv1.KindSubscription, rec, func() (any, error) { return nil, r.Admin.SetQuota(ctx, user, want) })
 }
 
 func (r *SubscriptionReconciler) brokerError(sub *busv1.Subscription, err error) (reconcile.Result, error) {
 	if kafka.IsRejected(err) {
 		applyResult(&sub.Status.Conditions, sub.Generation, result{reason: busv1.ReasonBrokerRejected, message: err.Error(), stalled: true})
 		r.Events.Eventf(sub, nil, corev1.EventTypeWarning, busv1.ReasonBrokerRejected, "Reconcile", "%s", err.Error())
-		return reconcile.Result{}, reconcile.TerminalError(err)
+		return reconcile.Result{}, reconcile.TerminalError(explained(err))
 	}
-	applyResult(&sub.Status.Conditions, sub.Generation, result{reason: busv1.ReasonBrokerUnavailable, message: err.Error(), reconciling: true})
-	return reconcile.Result{}, err
+	applyResult(&sub.Status.Conditions, sub.Generation, result{reason: unavailableReason(err), message: err.Error(), reconciling: true})
+	return reconcile.Result{}, explained(err)
 }
 
 // finalize revokes exactly what the operator granted: its ACLs, its SCRAM
@@ -790,7 +1112,7 @@ func (r *SubscriptionReconciler) finalize(ctx context.Context, sub *busv1.Subscr
 	if !controllerutil.ContainsFinalizer(sub, busv1.Finalizer) {
 		return reconcile.Result{}, nil
 	}
-	if sub.Status.Username != "" && !isPaused(sub) {
+	if sub.Status.Principal != "" && !isPaused(sub) {
 		if err := r.revoke(ctx, sub); err != nil {
 			return r.brokerError(sub, err)
 		}
@@ -823,7 +1145,7 @@ func (r *SubscriptionReconciler) finalize(ctx context.Context, sub *busv1.Subscr
 // deleteOwnSecret deletes the credentials Secret the operator created for
 // this Subscription (by UID: a Secret someone else made is left alone).
 func (r *SubscriptionReconciler) deleteOwnSecret(ctx context.Context, sub *busv1.Subscription) error {
-	secret, exists, err := r.currentSecret(ctx, sub.Namespace, sub.SecretName())
+	secret, exists, err := r.currentSecret(ctx, sub.Namespace, sub.SecretName(), true)
 	if err != nil || !exists {
 		return err
 	}
@@ -838,29 +1160,32 @@ func (r *SubscriptionReconciler) deleteOwnSecret(ctx context.Context, sub *busv1
 }
 
 func (r *SubscriptionReconciler) revoke(ctx context.Context, sub *busv1.Subscription) error {
-	if _, err := r.syncACLs(ctx, sub, nil, audit.CauseDeletion, nil); err != nil {
+	if _, err := r.syncACLs(ctx, sub, sub.Status.Principal, nil, audit.CauseDeletion, nil); err != nil {
 		return err
 	}
 	user := sub.Status.Username
+	if user == "" {
+		return nil // a ServiceAccount identity: nothing but ACLs to revoke
+	}
 	have, err := r.Admin.SCRAMMechanisms(ctx, user)
 	if err != nil {
 		return err
 	}
 	for _, mech := range have[user] {
-		if err := r.Admin.DeleteSCRAM(ctx, user, mech); err != nil {
+		rec := audit.Record{Operation: audit.OpDeleteCredential, Resource: user, Cause: audit.CauseDeletion, Before: map[string]any{"mechanism": mech}}
+		if err := audited(ctx, r.Audit, sub, busv1.KindSubscription, rec, func() (any, error) { return nil, r.Admin.DeleteSCRAM(ctx, user, mech) }); err != nil {
 			return err
 		}
-		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpDeleteCredential, Resource: user, Cause: audit.CauseDeletion, Before: map[string]any{"mechanism": mech}})
 	}
 	q, err := r.Admin.DescribeQuota(ctx, user)
 	if err != nil {
 		return err
 	}
 	if q.ProducerByteRate != nil || q.ConsumerByteRate != nil {
-		if err := r.Admin.SetQuota(ctx, user, kafka.Quota{}); err != nil {
+		rec := audit.Record{Operation: audit.OpSetQuota, Resource: user, Cause: audit.CauseDeletion, Before: q}
+		if err := audited(ctx, r.Audit, sub, busv1.KindSubscription, rec, func() (any, error) { return nil, r.Admin.SetQuota(ctx, user, kafka.Quota{}) }); err != nil {
 			return err
 		}
-		r.Audit.Record(ctx, sub, string(busv1.KindSubscription), audit.Record{Operation: audit.OpSetQuota, Resource: user, Cause: audit.CauseDeletion, Before: q})
 	}
 	return nil
 }
@@ -902,9 +1227,18 @@ func (r *SubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&busv1.Subscription{}, builder.WithPredicates(specOrMetaChanged)).
-		Owns(&corev1.Secret{}).
+		// Only what others do to the Secret wakes its Subscription: the
+		// operator's own create, and its update that only clears the
+		// pending mark, would each cost a second reconcile with all its
+		// broker reads.
+		Owns(&corev1.Secret{}, builder.WithPredicates(notOwnSecretWrite)).
 		// A released claim wakes the Subscriptions waiting for the name.
 		Watches(&busv1.NameClaim{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsWantingName)).
+		// Subscriptions sharing a ServiceAccount principal judge the ACLs
+		// they find by each other's recorded grants: a sibling recording
+		// (or dropping) grants wakes the others, so none reports them as
+		// unmanaged for a whole resync.
+		Watches(&busv1.Subscription{}, handler.EnqueueRequestsFromMapFunc(r.principalSiblings), builder.WithPredicates(sharedGrantsChanged)).
 		Watches(&busv1.ChangeTicket{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexTicket, true))).
 		Watches(&busv1.Topic{}, handler.EnqueueRequestsFromMapFunc(r.byIndex(indexTopicRef, false))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
@@ -932,6 +1266,62 @@ func (r *SubscriptionReconciler) byIndex(index string, sameNamespace bool) handl
 		}
 		return out
 	}
+}
+
+// notOwnSecretWrite drops the Secret events the operator causes itself in
+// the normal course: its create, and the update that only removes the
+// pending mark once the broker has the password. Deletions and every other
+// change (an edit, a label removed, which the label-filtered cache sees as a
+// deletion) still wake the owner to repair it.
+var notOwnSecretWrite = predicate.Funcs{
+	CreateFunc: func(event.CreateEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*corev1.Secret), e.ObjectNew.(*corev1.Secret)
+		if o.Annotations[annotationBrokerSync] == "" || n.Annotations[annotationBrokerSync] != "" {
+			return true
+		}
+		// Only the pending mark went away?
+		oa := maps.Clone(o.Annotations)
+		delete(oa, annotationBrokerSync)
+		return !equality.Semantic.DeepEqual(oa, n.Annotations) || !equality.Semantic.DeepEqual(o.Data, n.Data) ||
+			!equality.Semantic.DeepEqual(o.Labels, n.Labels) || !equality.Semantic.DeepEqual(o.OwnerReferences, n.OwnerReferences)
+	},
+}
+
+// sharedGrantsChanged lets through changes of the grants recorded for a
+// ServiceAccount principal, which other Subscriptions may share.
+var sharedGrantsChanged = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		o, n := e.ObjectOld.(*busv1.Subscription), e.ObjectNew.(*busv1.Subscription)
+		return (sharedPrincipal(o.Status.Principal) || sharedPrincipal(n.Status.Principal)) &&
+			(o.Status.Principal != n.Status.Principal || !equality.Semantic.DeepEqual(o.Status.GrantedACLs, n.Status.GrantedACLs))
+	},
+	DeleteFunc: func(e event.DeleteEvent) bool {
+		s, ok := e.Object.(*busv1.Subscription)
+		return ok && sharedPrincipal(s.Status.Principal)
+	},
+}
+
+func sharedPrincipal(p string) bool { return strings.HasPrefix(p, "User:system:serviceaccount:") }
+
+// principalSiblings maps a Subscription to the others of its namespace with
+// the same principal.
+func (r *SubscriptionReconciler) principalSiblings(ctx context.Context, o client.Object) []reconcile.Request {
+	sub := o.(*busv1.Subscription)
+	var list busv1.SubscriptionList
+	if err := r.List(ctx, &list, client.InNamespace(sub.Namespace)); err != nil {
+		log.FromContext(ctx).Error(err, "listing Subscriptions sharing a principal")
+		return nil
+	}
+	var out []reconcile.Request
+	for _, s := range list.Items {
+		if s.UID != sub.UID && s.Status.Principal == sub.Status.Principal {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: s.Namespace, Name: s.Name}})
+		}
+	}
+	return out
 }
 
 // subscriptionsWantingName wakes the Subscriptions that want a claimed

@@ -36,8 +36,8 @@ type TopicReconciler struct {
 	// from the API server itself.
 	APIReader client.Reader
 	Admin     kafka.Admin
-	Audit  *audit.Recorder
-	Events events.EventRecorder
+	Audit     *audit.Recorder
+	Events    events.EventRecorder
 	Options
 	// MaxConcurrentReconciles lets many Topics wait on the broker at once,
 	// which is what lets the adapter batch their requests.
@@ -100,7 +100,7 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 		topic.Status.ClaimedAt = &at
 	}
 	if isPaused(topic) {
-		applyResult(conds, gen, result{reason: busv1.ReasonPaused, message: fmt.Sprintf("broker writes are paused by the %s annotation", busv1.AnnotationPaused)})
+		applyResult(conds, gen, result{reason: busv1.ReasonPaused, message: pauseMessage(topic)})
 		return reconcile.Result{}, nil
 	}
 
@@ -146,7 +146,7 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 
 	if !approved {
 		applyResult(conds, gen, result{reason: decision.Reason, message: fmt.Sprintf("the broker keeps the last approved state (generation %d); the current spec waits: %s", topic.Status.ObservedGeneration, decision.Message)})
-		return reconcile.Result{RequeueAfter: r.resync()}, nil
+		return r.resyncResult(0), nil
 	}
 	if decision.Ticket != nil {
 		topic.Status.AppliedTicket = decision.Ticket
@@ -155,7 +155,7 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 	topic.Status.AllowedNamespaces = topic.Spec.AllowedNamespaces
 	topic.Status.ObservedGeneration = gen
 	applyResult(conds, gen, result{ready: true, reason: busv1.ReasonSucceeded, message: fmt.Sprintf("topic %s: %d partitions, replication factor %d, %d config overrides", name, after.Partitions, after.ReplicationFactor, len(after.Configs))})
-	return reconcile.Result{RequeueAfter: r.resync()}, nil
+	return r.resyncResult(0), nil
 }
 
 // forgetBrokerTopic clears what a Topic recorded of a broker topic it does
@@ -240,37 +240,43 @@ func specTarget(t *busv1.Topic) *plan.TopicTarget {
 	return &plan.TopicTarget{Name: t.BrokerTopicName(), Partitions: t.Spec.Partitions, ReplicationFactor: ptrValue(t.Spec.ReplicationFactor), Configs: t.Spec.Configs()}
 }
 
-// apply performs the plan's writes in order and audits each one. It
-// returns the topic as it now stands on the broker.
+// apply performs the plan's writes in order, each one behind its audit
+// intent (see audited). It returns the topic as it now stands on the broker.
 func (r *TopicReconciler) apply(ctx context.Context, topic *busv1.Topic, p plan.TopicPlan, cur *kafka.Topic, target *plan.TopicTarget, cause string, ticket *busv1.AppliedTicket) (kafka.Topic, error) {
 	name := target.Name
-	rec := func(op string, before, after any) {
-		r.Audit.Record(ctx, topic, string(busv1.KindTopic), audit.Record{Operation: op, Resource: name, Cause: cause, Ticket: ticket, Before: before, After: after})
+	record := func(op string, before, after any) audit.Record {
+		return audit.Record{Operation: op, Resource: name, Cause: cause, Ticket: ticket, Before: before, After: after}
 	}
 	if p.Create != nil {
-		// The adapter's errors name the operation ("creating topic X");
-		// they are returned as they are, so messages say it once.
-		created, err := r.Admin.CreateTopic(ctx, *p.Create)
+		want := map[string]any{"partitions": p.Create.Partitions, "replicationFactor": p.Create.ReplicationFactor, "config": p.Create.Configs}
+		var created kafka.Topic
+		err := audited(ctx, r.Audit, topic, busv1.KindTopic, record(audit.OpCreateTopic, nil, want), func() (any, error) {
+			// The adapter's errors name the operation ("creating topic
+			// X"); they are returned as they are, so messages say it once.
+			var err error
+			if created, err = r.Admin.CreateTopic(ctx, *p.Create); err != nil {
+				return nil, err
+			}
+			return topicView(created), nil
+		})
 		if err != nil {
 			return kafka.Topic{}, err
 		}
 		log.FromContext(ctx).Info("created broker topic", "topic", name, "partitions", created.Partitions)
-		rec(audit.OpCreateTopic, nil, topicView(created))
 		return created, nil
 	}
 	after := *cur
 	after.Configs = maps.Clone(cur.Configs)
 	if p.Partitions > 0 {
-		if err := r.Admin.SetPartitions(ctx, name, p.Partitions); err != nil {
+		rec := record(audit.OpAddPartitions, map[string]int32{"partitions": cur.Partitions}, map[string]int32{"partitions": p.Partitions})
+		if err := audited(ctx, r.Audit, topic, busv1.KindTopic, rec, func() (any, error) {
+			return nil, r.Admin.SetPartitions(ctx, name, p.Partitions)
+		}); err != nil {
 			return kafka.Topic{}, err
 		}
-		rec(audit.OpAddPartitions, map[string]int32{"partitions": cur.Partitions}, map[string]int32{"partitions": p.Partitions})
 		after.Partitions = p.Partitions
 	}
 	if p.Alter != nil {
-		if err := r.Admin.AlterTopicConfig(ctx, name, *p.Alter); err != nil {
-			return kafka.Topic{}, err
-		}
 		changed := map[string]any{}
 		for k, v := range p.Alter.Set {
 			changed[k] = v
@@ -278,7 +284,12 @@ func (r *TopicReconciler) apply(ctx context.Context, topic *busv1.Topic, p plan.
 		for _, k := range p.Alter.Delete {
 			changed[k] = nil // back to the broker default
 		}
-		rec(audit.OpAlterTopicConfig, pick(cur.Configs, slices.Collect(maps.Keys(changed))), changed)
+		rec := record(audit.OpAlterTopicConfig, pick(cur.Configs, slices.Collect(maps.Keys(changed))), changed)
+		if err := audited(ctx, r.Audit, topic, busv1.KindTopic, rec, func() (any, error) {
+			return nil, r.Admin.AlterTopicConfig(ctx, name, *p.Alter)
+		}); err != nil {
+			return kafka.Topic{}, err
+		}
 		after.Configs = maps.Clone(target.Configs)
 	}
 	return after, nil
@@ -292,10 +303,10 @@ func (r *TopicReconciler) brokerError(topic *busv1.Topic, err error) (reconcile.
 	if kafka.IsRejected(err) {
 		applyResult(&topic.Status.Conditions, gen, result{reason: busv1.ReasonBrokerRejected, message: err.Error(), stalled: true})
 		r.Events.Eventf(topic, nil, corev1.EventTypeWarning, busv1.ReasonBrokerRejected, "Reconcile", "%s", err.Error())
-		return reconcile.Result{}, reconcile.TerminalError(err)
+		return reconcile.Result{}, reconcile.TerminalError(explained(err))
 	}
-	applyResult(&topic.Status.Conditions, gen, result{reason: busv1.ReasonBrokerUnavailable, message: err.Error(), reconciling: true})
-	return reconcile.Result{}, err
+	applyResult(&topic.Status.Conditions, gen, result{reason: unavailableReason(err), message: err.Error(), reconciling: true})
+	return reconcile.Result{}, explained(err)
 }
 
 // reservedName refuses the audit topic and Kafka's internal topics: a Topic
@@ -369,11 +380,8 @@ func (r *TopicReconciler) deleteOwned(ctx context.Context, topic *busv1.Topic, t
 	if !ok || cur.ID != topic.Status.TopicID {
 		return nil
 	}
-	if err := r.Admin.DeleteTopic(ctx, name); err != nil {
-		return err
-	}
-	r.Audit.Record(ctx, topic, string(busv1.KindTopic), audit.Record{Operation: audit.OpDeleteTopic, Resource: name, Cause: audit.CauseDeletion, Ticket: ticket, Before: topicView(cur)})
-	return nil
+	rec := audit.Record{Operation: audit.OpDeleteTopic, Resource: name, Cause: audit.CauseDeletion, Ticket: ticket, Before: topicView(cur)}
+	return audited(ctx, r.Audit, topic, busv1.KindTopic, rec, func() (any, error) { return nil, r.Admin.DeleteTopic(ctx, name) })
 }
 
 // SetupWithManager registers the controller, its indexes and watches.

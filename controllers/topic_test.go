@@ -1,13 +1,12 @@
 package controllers_test
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -24,7 +23,7 @@ import (
 func newTopic(ns, name, brokerName, ticket string, partitions int32, cfg map[string]busv1.ConfigValue) *busv1.Topic {
 	return &busv1.Topic{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec:       busv1.TopicSpec{TopicName: brokerName, Partitions: partitions, ReplicationFactor: ptr.To[int32](3), Config: cfg, ChangeTicket: ticket},
+		Spec:       busv1.TopicSpec{TopicName: brokerName, Partitions: partitions, ReplicationFactor: ptr.To(broker.rf()), Config: cfg, ChangeTicket: ticket},
 	}
 }
 
@@ -48,10 +47,13 @@ func TestTopicLifecycle(t *testing.T) {
 	createApproved(t, ns, "chg-1042", tp)
 	waitTopicReady(t, tp)
 
-	got, ok := brokerTopic(t, name)
-	if !ok || got.Partitions != 3 || got.ReplicationFactor != 3 || got.Configs["retention.ms"] != "86400000" {
-		t.Fatalf("broker topic after create: ok=%v %+v", ok, got)
-	}
+	var got kafka.Topic
+	waitBrokerTopic(t, name, "broker topic after create", func(tp kafka.Topic, ok bool) error {
+		if got = tp; !ok || got.Partitions != 3 || got.ReplicationFactor != broker.rf() || got.Configs["retention.ms"] != "86400000" {
+			return fmt.Errorf("ok=%v %+v", ok, got)
+		}
+		return nil
+	})
 	if tp.Status.TopicID != got.ID || tp.Status.TopicName != name || tp.Status.Partitions != 3 || tp.Status.ObservedGeneration != tp.Generation {
 		t.Fatalf("status does not report the broker topic: %+v", tp.Status)
 	}
@@ -150,9 +152,12 @@ func TestTopicWaitsForItsTicket(t *testing.T) {
 	approve(t, ns, "chg-pending")
 	tp := &busv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "t-pending"}}
 	waitTopicReady(t, tp)
-	if _, ok := brokerTopic(t, uniqueName(ns, "t-pending")); !ok {
-		t.Fatal("approved topic not on the broker")
-	}
+	waitBrokerTopic(t, uniqueName(ns, "t-pending"), "approved topic on the broker", func(_ kafka.Topic, ok bool) error {
+		if !ok {
+			return errors.New("absent")
+		}
+		return nil
+	})
 }
 
 // approveIgnoringPolicy records an approval on a ticket whose window already
@@ -194,10 +199,12 @@ func TestTopicSpecChangeWithoutApprovalKeepsLastApprovedState(t *testing.T) {
 	})
 	approve(t, ns, "chg-2")
 	waitTopicReady(t, tp)
-	got, _ := brokerTopic(t, name)
-	if got.Partitions != 4 || got.Configs["retention.ms"] != "2000" {
-		t.Fatalf("approved change not applied: %+v", got)
-	}
+	waitBrokerTopic(t, name, "approved change applied", func(got kafka.Topic, _ bool) error {
+		if got.Partitions != 4 || got.Configs["retention.ms"] != "2000" {
+			return fmt.Errorf("broker has %+v", got)
+		}
+		return nil
+	})
 }
 
 func TestTopicDriftRepair(t *testing.T) {
@@ -238,6 +245,11 @@ func TestTopicDriftRepair(t *testing.T) {
 		if c := findCond(tp.Status.Conditions, busv1.ConditionDrifted); c != "" {
 			return fmt.Errorf("still drifted: %s", c)
 		}
+		// The acknowledging change is applied under its own ticket (and
+		// not merely waiting for it): what follows is then a pure repair.
+		if tp.Status.ObservedGeneration != tp.Generation || tp.Status.AppliedTicket == nil || tp.Status.AppliedTicket.Reference != "CHG-2" {
+			return fmt.Errorf("change not applied yet: %+v", tp.Status.AppliedTicket)
+		}
 		return nil
 	})
 
@@ -252,10 +264,19 @@ func TestTopicDriftRepair(t *testing.T) {
 		}
 		return nil
 	})
-	records := readAudit(t, func(r audit.Record) bool { return r.Resource == name && r.Cause == audit.CauseDrift })
-	if countOps(records, audit.OpAlterTopicConfig) == 0 || countOps(records, audit.OpCreateTopic) == 0 {
-		t.Fatalf("drift repairs must be audited, got %+v", records)
-	}
+	var records []audit.Record
+	eventually(t, "drift repairs audited", func() error {
+		records = readAudit(t, func(r audit.Record) bool { return r.Resource == name && r.Cause == audit.CauseDrift })
+		if countOps(records, audit.OpAlterTopicConfig) == 0 || countOps(records, audit.OpCreateTopic) == 0 {
+			all := readAudit(t, func(r audit.Record) bool { return r.Resource == name })
+			var ops []string
+			for _, r := range all {
+				ops = append(ops, r.Operation+" ("+r.Cause+")")
+			}
+			return fmt.Errorf("want an AlterTopicConfig and a CreateTopic drift repair; the trail has %v", ops)
+		}
+		return nil
+	})
 	for _, r := range records {
 		if r.Ticket == nil || (r.Ticket.Reference != "CHG-1" && r.Ticket.Reference != "CHG-2") {
 			t.Fatalf("a drift repair must name the ticket that approved the restored state: %+v", r)
@@ -320,10 +341,12 @@ func TestTopicConflictFirstApprovedClaimWins(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitTopicReady(t, second)
-	got, _ = brokerTopic(t, name)
-	if got.Partitions != 8 || got.Configs["retention.ms"] != "1" || second.Status.TopicID != got.ID {
-		t.Fatalf("adopting Topic did not apply its spec: %+v (status %+v)", got, second.Status)
-	}
+	waitBrokerTopic(t, name, "adopting Topic applied its spec", func(got kafka.Topic, _ bool) error {
+		if got.Partitions != 8 || got.Configs["retention.ms"] != "1" || second.Status.TopicID != got.ID {
+			return fmt.Errorf("broker has %+v (status %+v)", got, second.Status)
+		}
+		return nil
+	})
 }
 
 func TestTopicDeletionPolicies(t *testing.T) {
@@ -361,9 +384,12 @@ func TestTopicDeletionPolicies(t *testing.T) {
 	// A ticket covering Delete lets the deletion through.
 	changeApproved(t, ns, "chg-del", gone, func(*busv1.Topic) {}, busv1.OperationDelete)
 	eventually(t, "deleted Topic released", func() error { return gone404(c, gone) })
-	if _, ok := brokerTopic(t, deleted); ok {
-		t.Fatal("Delete policy with an approved Delete ticket left the broker topic")
-	}
+	waitBrokerTopic(t, deleted, "broker topic deleted with the Topic", func(_ kafka.Topic, ok bool) error {
+		if ok {
+			return errors.New("Delete policy with an approved Delete ticket left the broker topic")
+		}
+		return nil
+	})
 	if n := countOps(readAudit(t, func(r audit.Record) bool { return r.Resource == deleted }), audit.OpDeleteTopic); n != 1 {
 		t.Fatalf("want one DeleteTopic audit record, got %d", n)
 	}
@@ -385,15 +411,18 @@ func TestTopicPause(t *testing.T) {
 	}
 	update(t, tp, func(tp *busv1.Topic) { delete(tp.Annotations, busv1.AnnotationPaused) })
 	waitTopicReady(t, tp)
-	if got, _ := brokerTopic(t, name); got.Partitions != 3 {
-		t.Fatalf("unpaused Topic not applied: %+v", got)
-	}
+	waitBrokerTopic(t, name, "unpaused Topic applied", func(got kafka.Topic, _ bool) error {
+		if got.Partitions != 3 {
+			return fmt.Errorf("broker has %+v", got)
+		}
+		return nil
+	})
 }
 
 func TestTopicBrokerRejectionIsStalledWithBrokerText(t *testing.T) {
 	ns := env.NamespaceT(t, "reject")
 	tp := newTopic(ns, "too-wide", uniqueName(ns, "TooWide"), "chg-1", 1, nil)
-	tp.Spec.ReplicationFactor = ptr.To[int32](7) // the embedded cluster has 3 brokers
+	tp.Spec.ReplicationFactor = ptr.To(broker.rf() + 4) // more replicas than the cluster has nodes
 	createApproved(t, ns, "chg-1", tp)
 	waitCondition(t, tp, topicConds(tp), busv1.ConditionStalled, metav1.ConditionTrue, busv1.ReasonBrokerRejected)
 	msg := findCond(tp.Status.Conditions, busv1.ConditionReady)
@@ -452,9 +481,12 @@ func TestTopicBrokerDownThenUp(t *testing.T) {
 	}
 	restarted = true
 	waitTopicReady(t, tp)
-	if got, ok := brokerTopic(t, name); !ok || got.Partitions != 2 {
-		t.Fatalf("topic not created after the broker came back: %+v", got)
-	}
+	waitBrokerTopic(t, name, "topic created after the broker came back", func(got kafka.Topic, ok bool) error {
+		if !ok || got.Partitions != 2 {
+			return fmt.Errorf("broker has ok=%v %+v", ok, got)
+		}
+		return nil
+	})
 }
 
 // ---- helpers ----
@@ -486,42 +518,40 @@ func countOps(records []audit.Record, op string) int {
 	return n
 }
 
-// readAudit reads the audit topic from the earliest offset, as an auditor
-// would, and returns the records keep selects.
+// readAudit reads the audit topic from the earliest offset to its end, as
+// an auditor would, and returns the changes that happened: each intent
+// whose outcome says it succeeded (an intent with a failed outcome is a
+// write the broker refused, not a change), filtered by keep.
 func readAudit(t *testing.T, keep func(audit.Record) bool) []audit.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(broker.bootstrap()...),
-		kgo.SASL(adminSASL()),
-		kgo.ConsumeTopics(audit.DefaultTopic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
+	ctx := ctxT(t)
+	offs, err := admin.PartitionOffsets(ctx, audit.DefaultTopic, 0)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("audit topic: %v", err)
 	}
-	defer cl.Close()
-	end, err := admin.DescribeTopics(ctxT(t), audit.DefaultTopic)
-	if err != nil || len(end) == 0 {
-		t.Fatalf("audit topic missing: %v", err)
+	stored, err := admin.ReadRecords(ctx, audit.DefaultTopic, 0, offs.Start, offs.End, 0)
+	if err != nil {
+		t.Fatalf("reading the audit topic: %v", err)
+	}
+	var intents []audit.Record
+	results := map[string]string{}
+	for _, sr := range stored {
+		rec, err := audit.ParseRecord(sr.Value)
+		if err != nil {
+			t.Fatalf("audit record at offset %d: %v", sr.Offset, err)
+		}
+		switch rec.Phase {
+		case audit.PhaseIntent:
+			intents = append(intents, rec)
+		case audit.PhaseOutcome:
+			results[rec.ID] = rec.Result
+		}
 	}
 	var out []audit.Record
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		ctx, cancel := ctxWithTimeout(time.Second)
-		fs := cl.PollFetches(ctx)
-		cancel()
-		fs.EachRecord(func(r *kgo.Record) {
-			var rec audit.Record
-			if err := json.Unmarshal(r.Value, &rec); err != nil {
-				t.Errorf("audit record is not JSON: %v", err)
-				return
-			}
-			if keep(rec) {
-				out = append(out, rec)
-			}
-		})
-		if fs.NumRecords() == 0 && len(out) > 0 {
-			break
+	for _, rec := range intents {
+		if results[rec.ID] == audit.ResultSucceeded && keep(rec) {
+			rec.Result = audit.ResultSucceeded
+			out = append(out, rec)
 		}
 	}
 	return out
@@ -530,7 +560,7 @@ func readAudit(t *testing.T, keep func(audit.Record) bool) []audit.Record {
 func TestTopicAdoptsMatchingBrokerTopicWithoutChanges(t *testing.T) {
 	ns := env.NamespaceT(t, "adopt")
 	name := uniqueName(ns, "Legacy")
-	existing, err := admin.CreateTopic(ctxT(t), kafka.NewTopic{Name: name, Partitions: 2, ReplicationFactor: 3, Configs: map[string]string{"retention.ms": "7200000"}})
+	existing, err := admin.CreateTopic(ctxT(t), kafka.NewTopic{Name: name, Partitions: 2, ReplicationFactor: broker.rf(), Configs: map[string]string{"retention.ms": "7200000"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -604,7 +634,10 @@ func TestTopicEditAfterPinnedApprovalNeedsANewTicket(t *testing.T) {
 	update(t, tp, func(tp *busv1.Topic) { tp.Spec.ChangeTicket = "chg-2" })
 	approvePinned(t, ns, "chg-2", tp)
 	waitTopicReady(t, tp)
-	if got, _ := brokerTopic(t, name); got.Partitions != 12 {
-		t.Fatalf("approved change not applied: %d partitions", got.Partitions)
-	}
+	waitBrokerTopic(t, name, "approved change applied", func(got kafka.Topic, _ bool) error {
+		if got.Partitions != 12 {
+			return fmt.Errorf("%d partitions", got.Partitions)
+		}
+		return nil
+	})
 }

@@ -147,6 +147,12 @@ type PinnedSpec struct {
 	// +required
 	// +kubebuilder:validation:Pattern=`^sha256:[0-9a-f]{64}$`
 	SpecHash string `json:"specHash"`
+	// UID of the object approved. An object deleted and created again
+	// under the same name, even with the same spec, is another object that
+	// no reviewer saw. `hmsbus approve` and the operator always record it.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	UID string `json:"uid,omitempty"`
 }
 
 // OperatorPin is what the operator pinned for an approval that pinned

@@ -46,21 +46,30 @@ const (
 	// ReasonReconcileError: a step failed for a reason not covered by a
 	// more specific one (the API server refused a write, say); the message
 	// carries the error and the operator retries with back-off.
-	ReasonReconcileError  = "ReconcileError"
-	ReasonBrokerRejected  = "BrokerRejected"
-	ReasonConflict        = "Conflict"
-	ReasonPaused          = "Paused"
-	ReasonNotAllowed      = "NotAllowed"
-	ReasonTopicNotReady   = "TopicNotReady"
-	ReasonTopicNotFound   = "TopicNotFound"
-	ReasonDeleting        = "Deleting"
-	ReasonPartitionsAdded = "PartitionsAddedOutOfBand"
-	ReasonUnmanagedACLs   = "UnmanagedACLs"
-	ReasonPending         = "Pending"
-	ReasonApproved        = "Approved"
-	ReasonDenied          = "Denied"
-	ReasonExpired         = "Expired"
-	ReasonWithinWindow    = "WithinWindow"
+	ReasonReconcileError = "ReconcileError"
+	// ReasonAuditUnavailable: the audit trail cannot be written, so the
+	// broker write it would record is held back (retried with back-off).
+	ReasonAuditUnavailable = "AuditUnavailable"
+	// ReasonAuthUnavailable: the operator is not configured for the
+	// authentication type asked for (no clients CA, no listener address).
+	ReasonAuthUnavailable = "AuthenticationUnavailable"
+	// ReasonServiceAccountNotFound: the ServiceAccount named for token
+	// authentication does not exist.
+	ReasonServiceAccountNotFound = "ServiceAccountNotFound"
+	ReasonBrokerRejected         = "BrokerRejected"
+	ReasonConflict               = "Conflict"
+	ReasonPaused                 = "Paused"
+	ReasonNotAllowed             = "NotAllowed"
+	ReasonTopicNotReady          = "TopicNotReady"
+	ReasonTopicNotFound          = "TopicNotFound"
+	ReasonDeleting               = "Deleting"
+	ReasonPartitionsAdded        = "PartitionsAddedOutOfBand"
+	ReasonUnmanagedACLs          = "UnmanagedACLs"
+	ReasonPending                = "Pending"
+	ReasonApproved               = "Approved"
+	ReasonDenied                 = "Denied"
+	ReasonExpired                = "Expired"
+	ReasonWithinWindow           = "WithinWindow"
 )
 
 // Annotations users set on Topics and Subscriptions.

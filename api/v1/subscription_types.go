@@ -26,6 +26,45 @@ const (
 	MechanismSCRAMSHA256 Mechanism = "SCRAM-SHA-256"
 )
 
+// AuthenticationType is how a workload proves its identity to the broker.
+// +kubebuilder:validation:Enum=scram-sha-512;scram-sha-256;tls;serviceAccount
+type AuthenticationType string
+
+const (
+	// AuthSCRAMSHA512 is a SCRAM-SHA-512 password the operator generates
+	// and writes into the credentials Secret (the default).
+	AuthSCRAMSHA512 AuthenticationType = "scram-sha-512"
+	// AuthSCRAMSHA256 is the same with SCRAM-SHA-256.
+	AuthSCRAMSHA256 AuthenticationType = "scram-sha-256"
+	// AuthTLS is a client certificate issued by the operator's clients CA,
+	// subject CN=<namespace>.<name>, short-lived and renewed automatically.
+	AuthTLS AuthenticationType = "tls"
+	// AuthServiceAccount is the workload's own Kubernetes ServiceAccount
+	// token, presented over SASL/OAUTHBEARER and validated by the broker
+	// against the cluster's OIDC issuer: no shared secret exists anywhere.
+	AuthServiceAccount AuthenticationType = "serviceAccount"
+)
+
+// AuthenticationSpec says how the workload authenticates.
+// +kubebuilder:validation:XValidation:rule="(self.type == 'serviceAccount') == has(self.serviceAccountName)",message="serviceAccountName is required for type serviceAccount and allowed only with it"
+type AuthenticationSpec struct {
+	// Type is scram-sha-512 (default), scram-sha-256, tls or
+	// serviceAccount.
+	// +optional
+	// +kubebuilder:default=scram-sha-512
+	Type AuthenticationType `json:"type,omitempty"`
+
+	// ServiceAccountName, for type serviceAccount, names the ServiceAccount
+	// in this Subscription's namespace whose tokens (with the audience the
+	// operator documents, "kafka" by default) identify the workload. The
+	// broker principal is User:system:serviceaccount:<namespace>:<name>.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+}
+
 // TopicReference points at a Topic object.
 type TopicReference struct {
 	// Name of the Topic object (metadata.name, not the broker name).
@@ -74,6 +113,8 @@ type QuotaSpec struct {
 
 // SubscriptionSpec declares a consumer or producer of topics.
 // +kubebuilder:validation:XValidation:rule="!has(self.consumerGroup) || self.role == 'Consume'",message="consumerGroup applies only to role Consume"
+// +kubebuilder:validation:XValidation:rule="!has(self.authentication) || !has(self.credentials) || !has(self.credentials.mechanism)",message="set the SCRAM mechanism in authentication.type (scram-sha-512 or scram-sha-256) or in credentials.mechanism, not both"
+// +kubebuilder:validation:XValidation:rule="!has(self.quota) || !has(self.authentication) || self.authentication.type != 'serviceAccount'",message="quota is not supported with authentication type serviceAccount: Subscriptions naming one ServiceAccount share its principal, and a quota would apply to all of them"
 // +kubebuilder:validation:XValidation:rule="(has(self.credentials) && has(self.credentials.secretName)) == (has(oldSelf.credentials) && has(oldSelf.credentials.secretName)) && (!(has(self.credentials) && has(self.credentials.secretName)) || self.credentials.secretName == oldSelf.credentials.secretName)",message="credentials.secretName is immutable"
 // +kubebuilder:validation:XValidation:rule="has(self.consumerGroup) == has(oldSelf.consumerGroup) && (!has(self.consumerGroup) || self.consumerGroup == oldSelf.consumerGroup)",message="consumerGroup is immutable: committed offsets belong to the group"
 type SubscriptionSpec struct {
@@ -108,7 +149,14 @@ type SubscriptionSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	ChangeTicket string `json:"changeTicket"`
 
-	// Credentials configures the SCRAM credential and its Secret.
+	// Authentication says how the workload proves its identity: a SCRAM
+	// password (default), a client certificate, or its ServiceAccount
+	// token. Changing it is a change like any other: it needs the ticket.
+	// +optional
+	Authentication *AuthenticationSpec `json:"authentication,omitempty"`
+
+	// Credentials configures the credentials Secret (and, for SCRAM, its
+	// mechanism; authentication.type is the newer way to say it).
 	// +optional
 	Credentials *CredentialsSpec `json:"credentials,omitempty"`
 
@@ -153,6 +201,23 @@ type GrantedTopic struct {
 	TopicID string `json:"topicID,omitempty"`
 }
 
+// CertificateStatus describes an issued client certificate; never its key.
+type CertificateStatus struct {
+	// Subject of the certificate, CN=<namespace>.<name>.
+	// +optional
+	Subject string `json:"subject,omitempty"`
+	// SerialNumber in hex.
+	// +optional
+	SerialNumber string `json:"serialNumber,omitempty"`
+	// NotAfter is when the certificate expires.
+	// +optional
+	NotAfter *metav1.Time `json:"notAfter,omitempty"`
+	// RenewAt is when the operator issues the next one, well before
+	// NotAfter, so clients never hold an expired certificate.
+	// +optional
+	RenewAt *metav1.Time `json:"renewAt,omitempty"`
+}
+
 // SubscriptionStatus reports the credentials and grants on the broker.
 type SubscriptionStatus struct {
 	// ObservedGeneration is the generation last applied successfully.
@@ -180,9 +245,22 @@ type SubscriptionStatus struct {
 	// +optional
 	Role Role `json:"role,omitempty"`
 
-	// Mechanism of the SCRAM credential on the broker.
+	// Mechanism of the SCRAM credential on the broker (SCRAM types only).
 	// +optional
 	Mechanism Mechanism `json:"mechanism,omitempty"`
+
+	// Authentication applied: the type the broker accepts for this
+	// Subscription's principal.
+	// +optional
+	Authentication AuthenticationType `json:"authentication,omitempty"`
+
+	// ServiceAccountName applied, for type serviceAccount.
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// Certificate describes the client certificate issued (type tls).
+	// +optional
+	Certificate *CertificateStatus `json:"certificate,omitempty"`
 
 	// Quota applied on the broker.
 	// +optional
@@ -246,6 +324,7 @@ type SubscriptionStatus struct {
 
 // Subscription grants a workload credentials to consume or produce topics.
 //
+// +kubebuilder:validation:XValidation:rule="(has(self.spec.credentials) && has(self.spec.credentials.secretName)) || size(self.metadata.name) <= 237",message="metadata.name is too long for the default credentials Secret <name>-bus-credentials (at most 253 characters): use at most 237 characters or set spec.credentials.secretName"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=sub,categories=hmsbus
@@ -273,10 +352,53 @@ type Subscription struct {
 // GetConditions gives the controllers' shared bookkeeping the conditions.
 func (s *Subscription) GetConditions() *[]metav1.Condition { return &s.Status.Conditions }
 
-// Principal is the Kafka principal of the Subscription. Namespaces cannot
-// contain dots, so the first dot separates namespace and name and two
-// Subscriptions can never share a principal.
-func (s *Subscription) Principal() string { return "User:" + s.Username() }
+// Principal is the Kafka principal of the Subscription: User:<namespace>.<name>
+// for SCRAM and certificates (namespaces cannot contain dots, so the first
+// dot separates namespace and name and two Subscriptions never share it),
+// and the ServiceAccount's subject for ServiceAccount tokens (which the
+// Subscriptions naming the same ServiceAccount share).
+func (s *Subscription) Principal() string {
+	return PrincipalFor(s.Namespace, s.Name, s.AuthType(), s.ServiceAccountName())
+}
+
+// PrincipalFor is the principal of a Subscription with the given identity.
+func PrincipalFor(namespace, name string, auth AuthenticationType, serviceAccount string) string {
+	if auth == AuthServiceAccount {
+		return "User:system:serviceaccount:" + namespace + ":" + serviceAccount
+	}
+	return "User:" + namespace + "." + name
+}
+
+// AuthType is the authentication the spec asks for.
+func (s *Subscription) AuthType() AuthenticationType {
+	if a := s.Spec.Authentication; a != nil && a.Type != "" {
+		return a.Type
+	}
+	if s.Spec.Credentials != nil && s.Spec.Credentials.Mechanism == MechanismSCRAMSHA256 {
+		return AuthSCRAMSHA256
+	}
+	return AuthSCRAMSHA512
+}
+
+// ServiceAccountName is the ServiceAccount of a serviceAccount Subscription.
+func (s *Subscription) ServiceAccountName() string {
+	if a := s.Spec.Authentication; a != nil {
+		return a.ServiceAccountName
+	}
+	return ""
+}
+
+// SCRAMMechanism is the SCRAM mechanism of a SCRAM authentication type, or
+// "" for the others.
+func (a AuthenticationType) SCRAMMechanism() Mechanism {
+	switch a {
+	case AuthSCRAMSHA512, "":
+		return MechanismSCRAMSHA512
+	case AuthSCRAMSHA256:
+		return MechanismSCRAMSHA256
+	}
+	return ""
+}
 
 // Username is the SCRAM user name, <namespace>.<name>.
 func (s *Subscription) Username() string { return s.Namespace + "." + s.Name }
@@ -297,13 +419,9 @@ func (s *Subscription) SecretName() string {
 	return s.Name + "-bus-credentials"
 }
 
-// MechanismName is the SCRAM mechanism in use.
-func (s *Subscription) MechanismName() Mechanism {
-	if s.Spec.Credentials != nil && s.Spec.Credentials.Mechanism != "" {
-		return s.Spec.Credentials.Mechanism
-	}
-	return MechanismSCRAMSHA512
-}
+// MechanismName is the SCRAM mechanism in use, or "" when the
+// authentication is not SCRAM.
+func (s *Subscription) MechanismName() Mechanism { return s.AuthType().SCRAMMechanism() }
 
 // SubscriptionList is a list of Subscriptions.
 // +kubebuilder:object:root=true

@@ -22,7 +22,7 @@ const (
 // not discovered later on the broker.
 // +kubebuilder:validation:XValidation:rule="has(self.topicName) == has(oldSelf.topicName) && (!has(self.topicName) || self.topicName == oldSelf.topicName)",message="topicName is immutable: a broker topic cannot be renamed"
 // +kubebuilder:validation:XValidation:rule="has(self.replicationFactor) == has(oldSelf.replicationFactor) && (!has(self.replicationFactor) || self.replicationFactor == oldSelf.replicationFactor)",message="replicationFactor is immutable"
-// +kubebuilder:validation:XValidation:rule="!has(self.config) || !('min.insync.replicas' in self.config) || !has(self.replicationFactor) || int(self.config['min.insync.replicas']) <= self.replicationFactor",message="config min.insync.replicas must not exceed replicationFactor"
+// +kubebuilder:validation:XValidation:rule="!has(self.config) || !('min.insync.replicas' in self.config) || !has(self.replicationFactor) || !self.config['min.insync.replicas'].matches('^[0-9]{1,18}$') || int(self.config['min.insync.replicas']) <= self.replicationFactor",message="config min.insync.replicas must not exceed replicationFactor",fieldPath=".config"
 type TopicSpec struct {
 	// TopicName is the name on the broker. Defaults to metadata.name, which
 	// suits names that are also valid Kubernetes names; set it for names
@@ -58,7 +58,9 @@ type TopicSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k in ['cleanup.policy','compression.type','delete.retention.ms','file.delete.delay.ms','flush.messages','flush.ms','index.interval.bytes','local.retention.bytes','local.retention.ms','max.compaction.lag.ms','max.message.bytes','message.timestamp.after.max.ms','message.timestamp.before.max.ms','message.timestamp.type','min.cleanable.dirty.ratio','min.compaction.lag.ms','min.insync.replicas','preallocate','remote.storage.enable','retention.bytes','retention.ms','segment.bytes','segment.index.bytes','segment.jitter.ms','segment.ms','unclean.leader.election.enable'])",message="config has an unknown key; see the Topic documentation for the supported Kafka topic configs"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['delete.retention.ms','file.delete.delay.ms','flush.messages','flush.ms','index.interval.bytes','max.compaction.lag.ms','max.message.bytes','message.timestamp.after.max.ms','message.timestamp.before.max.ms','min.compaction.lag.ms','min.insync.replicas','segment.bytes','segment.index.bytes','segment.jitter.ms','segment.ms']) || self[k].matches('^[0-9]{1,18}$'))",message="config value must be a non-negative integer for this key"
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['retention.ms','retention.bytes','local.retention.ms','local.retention.bytes']) || self[k].matches('^(-1|[0-9]{1,18})$'))",message="retention values must be -1 (unlimited) or a non-negative integer"
-	// +kubebuilder:validation:XValidation:rule="!('min.insync.replicas' in self) || int(self['min.insync.replicas']) >= 1",message="config min.insync.replicas must be at least 1"
+	// +kubebuilder:validation:XValidation:rule="!('min.insync.replicas' in self) || !self['min.insync.replicas'].matches('^[0-9]{1,18}$') || int(self['min.insync.replicas']) >= 1",message="config min.insync.replicas must be at least 1"
+	// +kubebuilder:validation:XValidation:rule="!('min.cleanable.dirty.ratio' in self) || self['min.cleanable.dirty.ratio'].matches('^(0([.][0-9]{1,9})?|1([.]0{1,9})?)$')",message="config min.cleanable.dirty.ratio must be a number from 0 to 1"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !(k in ['segment.bytes','segment.index.bytes','segment.ms','max.compaction.lag.ms']) || !self[k].matches('^[0-9]{1,18}$') || int(self[k]) >= {'segment.bytes': 14, 'segment.index.bytes': 4, 'segment.ms': 1, 'max.compaction.lag.ms': 1}[k])",message="config value is below Kafka's minimum for this key (segment.bytes 14, segment.index.bytes 4, segment.ms 1, max.compaction.lag.ms 1)"
 	// +kubebuilder:validation:XValidation:rule="!('cleanup.policy' in self) || self['cleanup.policy'] in ['delete','compact','compact,delete','delete,compact']",message="config cleanup.policy must be delete, compact or compact,delete"
 	// +kubebuilder:validation:XValidation:rule="!('compression.type' in self) || self['compression.type'] in ['uncompressed','zstd','lz4','snappy','gzip','producer']",message="config compression.type must be one of uncompressed, zstd, lz4, snappy, gzip, producer"
 	// +kubebuilder:validation:XValidation:rule="!('message.timestamp.type' in self) || self['message.timestamp.type'] in ['CreateTime','LogAppendTime']",message="config message.timestamp.type must be CreateTime or LogAppendTime"
@@ -179,6 +181,7 @@ type TopicStatus struct {
 
 // Topic declares a governed topic on the event bus.
 //
+// +kubebuilder:validation:XValidation:rule="has(self.spec.topicName) || size(self.metadata.name) <= 249",message="metadata.name is the broker topic name when spec.topicName is not set, and Kafka allows at most 249 characters: set spec.topicName"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=tp,categories=hmsbus

@@ -34,7 +34,7 @@ Covered objects that do not exist yet are not approved by it. Run "tickets"
 first to see what each object would change.`,
 		Example: fmt.Sprintf(`  %[1]s approve chg-1042 -n fees --comment "checked retention with the data owner"
   %[1]s approve CHG-1042 -n fees --as alice --as-group hms:bus-reviewers`, a.name),
-		Args: cobra.ExactArgs(1),
+		Args: namedArgs("TICKET"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.runReview(cmd, args[0], f.comment, approveTicket)
 		},
@@ -51,7 +51,7 @@ func (a *app) denyCmd() *cobra.Command {
 		Long: `Record a denial on a ChangeTicket. A denial cannot be withdrawn: the ticket
 authorises nothing from then on, and a new ticket must be filed.`,
 		Example: fmt.Sprintf(`  %[1]s deny chg-1042 -n fees --comment "retention must not exceed 30 days"`, a.name),
-		Args:    cobra.ExactArgs(1),
+		Args:    namedArgs("TICKET"),
 		RunE:    func(cmd *cobra.Command, args []string) error { return a.runReview(cmd, args[0], f.comment, denyTicket) },
 	}
 	cmd.Flags().StringVar(&f.comment, "comment", "", "reason recorded with the denial")

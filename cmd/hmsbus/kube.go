@@ -119,7 +119,7 @@ func subscriptionCredentials(ctx context.Context, c client.Client, ns, name stri
 	var secret corev1.Secret
 	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: secretName}, &secret); err != nil {
 		if apierrors.IsNotFound(err) {
-			return bus.Credentials{}, fmt.Errorf("no credentials yet for Subscription %s/%s (Secret %s not found): is it Ready? %w", ns, name, secretName, err)
+			return bus.Credentials{}, fmt.Errorf("no credentials yet for Subscription %s/%s: is it Ready? %w", ns, name, err)
 		}
 		return bus.Credentials{}, fmt.Errorf("reading Secret %s/%s of Subscription %s: %w", ns, secretName, name, err)
 	}

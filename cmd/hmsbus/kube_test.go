@@ -22,8 +22,8 @@ import (
 
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
 	"github.com/hms-platform/bus-operator/internal/governance"
-	"github.com/hms-platform/bus-operator/test/harness/testenv"
 	"github.com/hms-platform/bus-operator/pkg/bus"
+	"github.com/hms-platform/bus-operator/test/harness/testenv"
 )
 
 // env is a real kube-apiserver with the CRDs, the ChangeTicket admission
@@ -32,7 +32,9 @@ var env *testenv.Env
 
 func TestMain(m *testing.M) {
 	logf.SetLogger(logr.Discard())
-	os.Exit(testenv.RunMain(m, func(e *testenv.Env) { env = e }))
+	code := testenv.RunMain(m, func(e *testenv.Env) { env = e })
+	closeSharedBroker() // started by the first test that needs a broker
+	os.Exit(code)
 }
 
 // The cast, as in test/integration: alice requests, bob and carol review,
@@ -416,7 +418,7 @@ func TestApprovePinsTheSpecsItApproves(t *testing.T) {
 		t.Fatal(err)
 	}
 	pins := getTicket(t, key).Status.Approvals[0].Pinned
-	if len(pins) != 1 || pins[0].Kind != busv1.KindTopic || pins[0].Name != "fee-updated" || pins[0].SpecHash != want {
+	if len(pins) != 1 || pins[0].Kind != busv1.KindTopic || pins[0].Name != "fee-updated" || pins[0].SpecHash != want || pins[0].UID != string(tp.UID) {
 		t.Fatalf("pins = %+v, want %s", pins, want)
 	}
 }

@@ -28,7 +28,7 @@ func (a *app) pubCmd() *cobra.Command {
 		Short: "Publish one event (JSON data; - reads it from stdin)",
 		Example: fmt.Sprintf(`  %[1]s pub FeeUpdated '{"service":"passport","fee":150}' --type hms.fees.FeeUpdated --subscription fees/fee-publisher
   echo '{"fee":150}' | %[1]s pub FeeUpdated - --type hms.fees.FeeUpdated --credentials-dir /var/run/bus`, a.name),
-		Args: cobra.ExactArgs(2),
+		Args: namedArgs("TOPIC", "JSON"),
 		RunE: func(cmd *cobra.Command, args []string) error { return a.runPub(cmd, f, args[0], args[1]) },
 	}
 	fs := cmd.Flags()

@@ -21,7 +21,7 @@ func (a *app) rotateCmd() *cobra.Command {
 the current time. The operator issues a new password, updates the credentials
 Secret, and records the rotation in the Subscription's status; clients must
 reload the Secret.`,
-		Args: cobra.ExactArgs(1),
+		Args: namedArgs("SUBSCRIPTION"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, ns, err := a.kube.connect()
 			if err != nil {

@@ -178,11 +178,12 @@ func editedSinceApproval(b *bytes.Buffer, v *ticketView, now time.Time) {
 		for _, c := range t.Spec.Covers {
 			key := client.ObjectKey{Namespace: t.Namespace, Name: c.Name}
 			var spec any
+			var uid string
 			switch {
 			case c.Kind == busv1.KindTopic && v.topics[key] != nil:
-				spec = v.topics[key].Spec
+				spec, uid = v.topics[key].Spec, string(v.topics[key].UID)
 			case c.Kind == busv1.KindSubscription && v.subs[key] != nil:
-				spec = v.subs[key].Spec
+				spec, uid = v.subs[key].Spec, string(v.subs[key].UID)
 			default:
 				continue
 			}
@@ -190,7 +191,7 @@ func editedSinceApproval(b *bytes.Buffer, v *ticketView, now time.Time) {
 			if err != nil {
 				continue
 			}
-			switch pinState(t, c, hash) {
+			switch pinState(t, c, hash, uid) {
 			case pinOther:
 				edited = append(edited, fmt.Sprintf("%s %s", c.Kind, c.Name))
 			case pinMissing:
@@ -220,14 +221,16 @@ const (
 	pinMissing        // approvals pinned other objects, not this one
 )
 
-func pinState(t *busv1.ChangeTicket, c busv1.CoveredObject, hash string) int {
+func pinState(t *busv1.ChangeTicket, c busv1.CoveredObject, hash, uid string) int {
 	state := pinNone
 	for _, a := range t.Status.Approvals {
 		pins, pinned := governance.PinsOf(t, a)
 		if !pinned {
 			continue
 		}
-		i := slices.IndexFunc(pins, func(p busv1.PinnedSpec) bool { return p.Kind == c.Kind && p.Name == c.Name })
+		i := slices.IndexFunc(pins, func(p busv1.PinnedSpec) bool {
+			return p.Kind == c.Kind && p.Name == c.Name && (p.UID == "" || uid == "" || p.UID == uid)
+		})
 		switch {
 		case i >= 0 && pins[i].SpecHash == hash:
 			return pinSame

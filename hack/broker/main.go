@@ -30,7 +30,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("hmsbus-broker", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), `Usage: hmsbus-broker [flags]
+		_, _ = fmt.Fprintln(fs.Output(), `Usage: hmsbus-broker [flags]
 
 Runs the embedded broker: a Kafka-protocol cluster with SASL/SCRAM and ACLs
 enforced. The superuser's password is read from --admin-password-file, which

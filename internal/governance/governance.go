@@ -135,6 +135,8 @@ type Subject struct {
 	// SpecHash is SpecHash of the object's current spec, checked against
 	// pinned approvals.
 	SpecHash string
+	// UID of the object, checked against pins that record one.
+	UID string
 }
 
 // SpecHash identifies a spec: "sha256:" and the hex SHA-256 of its JSON.
@@ -261,7 +263,11 @@ func approvalsFor(t *busv1.ChangeTicket, valid []string, s Subject, p Policy) ap
 			}
 			continue
 		}
-		i := slices.IndexFunc(pins, func(ps busv1.PinnedSpec) bool { return ps.Kind == s.Kind && ps.Name == s.Name })
+		i := slices.IndexFunc(pins, func(ps busv1.PinnedSpec) bool {
+			// A pin of an object of that name deleted since is a pin of
+			// another object.
+			return ps.Kind == s.Kind && ps.Name == s.Name && (ps.UID == "" || s.UID == "" || ps.UID == s.UID)
+		})
 		switch {
 		case i >= 0 && pins[i].SpecHash == s.SpecHash:
 			m.approvers = append(m.approvers, r.Reviewer)

@@ -218,6 +218,8 @@ func TestEvaluatePinnedApprovals(t *testing.T) {
 		{name: "unpinned approval, object created after the operator pinned", ticket: ticket(unpinnedApproval("rita"), operatorPinned("rita")), subject: subject(seen), reason: busv1.ReasonNotReviewed},
 		{name: "reviewer pins win over operator pins", ticket: ticket(pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen)), operatorPinned("rita", pin(busv1.KindTopic, "fee-updated", edited))), subject: subject(seen), allowed: true, reason: busv1.ReasonTicketApproved},
 		{name: "window mode: unpinned approval approves any spec", ticket: ticket(unpinnedApproval("rita")), subject: subject(edited), policy: Policy{Mode: ApprovalWindow}, allowed: true, reason: busv1.ReasonTicketApproved},
+		{name: "a pin of a deleted object of the same name does not approve its successor", ticket: ticket(pinnedApproval("rita", busv1.PinnedSpec{Kind: busv1.KindTopic, Name: "fee-updated", SpecHash: seen, UID: "uid-1"})), subject: withUID(subject(seen), "uid-2"), reason: busv1.ReasonNotReviewed},
+		{name: "a pin of this very object", ticket: ticket(pinnedApproval("rita", busv1.PinnedSpec{Kind: busv1.KindTopic, Name: "fee-updated", SpecHash: seen, UID: "uid-1"})), subject: withUID(subject(seen), "uid-1"), allowed: true, reason: busv1.ReasonTicketApproved},
 		{name: "operator pins of another reviewer do not count", ticket: ticket(unpinnedApproval("rita"), operatorPinned("raj", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(seen), reason: busv1.ReasonAwaitingApproval},
 		{name: "one of two approvals saw another spec", ticket: ticket(required(2), pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen)), pinnedApproval("raj", pin(busv1.KindTopic, "fee-updated", edited))), subject: subject(edited), reason: busv1.ReasonSpecChanged},
 		{name: "two approvals of the same spec", ticket: ticket(required(2), pinnedApproval("rita", pin(busv1.KindTopic, "fee-updated", seen)), pinnedApproval("raj", pin(busv1.KindTopic, "fee-updated", seen))), subject: subject(seen), allowed: true, reason: busv1.ReasonTicketApproved},
@@ -269,4 +271,9 @@ func TestNeedsOperatorPin(t *testing.T) {
 	if got := NeedsOperatorPin(tk); len(got) != 0 {
 		t.Fatalf("after the operator pinned: got %v", got)
 	}
+}
+
+func withUID(s Subject, uid string) Subject {
+	s.UID = uid
+	return s
 }

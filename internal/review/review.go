@@ -6,10 +6,13 @@ package review
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -22,7 +25,7 @@ import (
 // that do not. It lists each kind once in the ticket's namespace rather than
 // reading objects one by one: a ticket may cover 100 objects.
 func Pins(ctx context.Context, c client.Reader, t *busv1.ChangeTicket) ([]busv1.PinnedSpec, []busv1.CoveredObject, error) {
-	specs := map[busv1.CoveredKind]map[string]any{}
+	specs := map[busv1.CoveredKind]map[string]pinnable{}
 	for _, cov := range t.Spec.Covers {
 		if _, done := specs[cov.Kind]; done {
 			continue
@@ -36,25 +39,31 @@ func Pins(ctx context.Context, c client.Reader, t *busv1.ChangeTicket) ([]busv1.
 	var pins []busv1.PinnedSpec
 	var missing []busv1.CoveredObject
 	for _, cov := range t.Spec.Covers {
-		spec, ok := specs[cov.Kind][cov.Name]
+		obj, ok := specs[cov.Kind][cov.Name]
 		if !ok {
 			missing = append(missing, cov)
 			continue
 		}
-		hash, err := governance.SpecHash(spec)
+		hash, err := governance.SpecHash(obj.spec)
 		if err != nil {
 			return nil, nil, fmt.Errorf("pinning %s %s/%s: %w", cov.Kind, t.Namespace, cov.Name, err)
 		}
-		pins = append(pins, busv1.PinnedSpec{Kind: cov.Kind, Name: cov.Name, SpecHash: hash})
+		pins = append(pins, busv1.PinnedSpec{Kind: cov.Kind, Name: cov.Name, SpecHash: hash, UID: obj.uid})
 	}
 	return pins, missing, nil
+}
+
+// pinnable is what a pin records of an object.
+type pinnable struct {
+	spec any
+	uid  string
 }
 
 // listSpecs returns the specs of every object of kind in namespace, by name.
 // Objects being deleted are included: a ticket covering Delete approves
 // exactly such an object.
-func listSpecs(ctx context.Context, c client.Reader, namespace string, kind busv1.CoveredKind) (map[string]any, error) {
-	out := map[string]any{}
+func listSpecs(ctx context.Context, c client.Reader, namespace string, kind busv1.CoveredKind) (map[string]pinnable, error) {
+	out := map[string]pinnable{}
 	switch kind {
 	case busv1.KindTopic:
 		var list busv1.TopicList
@@ -62,7 +71,7 @@ func listSpecs(ctx context.Context, c client.Reader, namespace string, kind busv
 			return nil, fmt.Errorf("listing Topics in %s: %w", namespace, err)
 		}
 		for i := range list.Items {
-			out[list.Items[i].Name] = list.Items[i].Spec
+			out[list.Items[i].Name] = pinnable{spec: list.Items[i].Spec, uid: string(list.Items[i].UID)}
 		}
 	case busv1.KindSubscription:
 		var list busv1.SubscriptionList
@@ -70,7 +79,7 @@ func listSpecs(ctx context.Context, c client.Reader, namespace string, kind busv
 			return nil, fmt.Errorf("listing Subscriptions in %s: %w", namespace, err)
 		}
 		for i := range list.Items {
-			out[list.Items[i].Name] = list.Items[i].Spec
+			out[list.Items[i].Name] = pinnable{spec: list.Items[i].Spec, uid: string(list.Items[i].UID)}
 		}
 	default:
 		return nil, fmt.Errorf("cannot pin objects of kind %q", kind)
@@ -80,33 +89,47 @@ func listSpecs(ctx context.Context, c client.Reader, namespace string, kind busv
 
 // Approve appends r to the ticket's approvals, pinning the covered specs as
 // they are now, and says what happened in a sentence.
+//
+// The approval is appended with a patch that names no resourceVersion:
+// the operator writes the ticket's status too (state, counters), and an
+// optimistic-lock write would lose that race nearly every time on a ticket
+// just filed. Appending is safe without the lock: the CRD's append-only rule
+// refuses any write that would drop or change a recorded approval, and the
+// review policy checks the new entry.
 func Approve(ctx context.Context, c client.Client, key client.ObjectKey, r busv1.Review) (string, error) {
 	var outcome string
-	err := UpdateStatus(ctx, c, key, func(t *busv1.ChangeTicket) (bool, error) {
+	err := retry.OnError(retry.DefaultRetry, func(err error) bool { return apierrors.IsConflict(err) || errors.Is(err, errRaced) }, func() error {
+		t := &busv1.ChangeTicket{}
+		if err := c.Get(ctx, key, t); err != nil {
+			return err
+		}
 		if err := Reviewable(t, r.Time.Time); err != nil {
-			return false, err
+			return err
 		}
 		for _, existing := range t.Status.Approvals {
 			if existing.Reviewer == r.Reviewer {
 				outcome = fmt.Sprintf("%s already approved ChangeTicket %s/%s at %s", r.Reviewer, key.Namespace, key.Name, existing.Time.UTC().Format(time.RFC3339))
-				return false, nil
+				return nil
 			}
 		}
 		pins, missing, err := Pins(ctx, c, t)
 		if err != nil {
-			return false, err
+			return err
 		}
 		if len(pins) == 0 {
 			names := make([]string, 0, len(missing))
 			for _, m := range missing {
 				names = append(names, fmt.Sprintf("%s %s", m.Kind, m.Name))
 			}
-			return false, fmt.Errorf("none of the objects it covers exists yet (%s): an approval approves what exists, so review once they are created", strings.Join(names, ", "))
+			return fmt.Errorf("none of the objects it covers exists yet (%s): an approval approves what exists, so review once they are created", strings.Join(names, ", "))
 		}
 		r.Pinned = pins
-		t.Status.Approvals = append(t.Status.Approvals, r)
+		recorded := len(t.Status.Approvals) + 1
+		if err := appendApproval(ctx, c, t, r); err != nil {
+			return err
+		}
 		outcome = fmt.Sprintf("approved ChangeTicket %s/%s (%s) as %s: %d of %d approvals recorded; pinned the spec of %d object(s): a later edit needs a new ticket",
-			key.Namespace, key.Name, t.Spec.Reference, r.Reviewer, len(t.Status.Approvals), RequiredApprovals(t), len(pins))
+			key.Namespace, key.Name, t.Spec.Reference, r.Reviewer, recorded, RequiredApprovals(t), len(pins))
 		if len(missing) > 0 {
 			names := make([]string, 0, len(missing))
 			for _, m := range missing {
@@ -114,12 +137,34 @@ func Approve(ctx context.Context, c client.Client, key client.ObjectKey, r busv1
 			}
 			outcome += fmt.Sprintf("\nnot approved by this review, since they do not exist yet: %s (they need a new review once created)", strings.Join(names, ", "))
 		}
-		return true, nil
+		return nil
 	})
 	if err != nil {
 		return "", fmt.Errorf("approving ChangeTicket %s/%s: %w", key.Namespace, key.Name, err)
 	}
 	return outcome, nil
+}
+
+// errRaced: the approvals changed between the read and the patch.
+var errRaced = errors.New("the ticket's approvals changed meanwhile")
+
+// appendApproval sets the status's approvals to those read plus r, with a
+// merge patch that carries no resourceVersion. If another reviewer added an
+// approval since the read, the patch would drop it, and the CRD's
+// append-only rule refuses it: the refusal is then reported as a race, so the
+// caller reads the ticket again and retries.
+func appendApproval(ctx context.Context, c client.Client, t *busv1.ChangeTicket, r busv1.Review) error {
+	orig := t.DeepCopy()
+	t.Status.Approvals = append(slices.Clone(t.Status.Approvals), r)
+	err := c.Status().Patch(ctx, t, client.MergeFrom(orig))
+	if !apierrors.IsInvalid(err) {
+		return err
+	}
+	now := &busv1.ChangeTicket{}
+	if gerr := c.Get(ctx, client.ObjectKeyFromObject(t), now); gerr == nil && len(now.Status.Approvals) != len(orig.Status.Approvals) {
+		return fmt.Errorf("%w: %w", errRaced, err)
+	}
+	return err
 }
 
 // Deny sets the ticket's denial to r.

@@ -171,7 +171,9 @@ func TestOperatorPinsAreAppendOnly(t *testing.T) {
 	tk := createTicket(t, alice)
 	pin := busv1.OperatorPin{Reviewer: bob, Time: metav1.Now(), Pinned: []busv1.PinnedSpec{{Kind: busv1.KindTopic, Name: "fee-updated", SpecHash: "sha256:" + strings.Repeat("a", 64)}}}
 	mustSucceed(t, updateStatus(t, env.Client, tk, func(s *busv1.ChangeTicketStatus) { s.OperatorPins = []busv1.OperatorPin{pin} }), "recording an operator pin")
-	rewrite := func(s *busv1.ChangeTicketStatus) { s.OperatorPins[0].Pinned[0].SpecHash = "sha256:" + strings.Repeat("b", 64) }
+	rewrite := func(s *busv1.ChangeTicketStatus) {
+		s.OperatorPins[0].Pinned[0].SpecHash = "sha256:" + strings.Repeat("b", 64)
+	}
 	wantInvalid(t, updateStatus(t, env.Client, tk, rewrite), "operator pins are append-only")
 	drop := func(s *busv1.ChangeTicketStatus) { s.OperatorPins = nil }
 	wantInvalid(t, updateStatus(t, env.Client, tk, drop), "operator pins are append-only")

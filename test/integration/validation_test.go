@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -176,5 +177,26 @@ func TestNameClaimsAreImmutableAndOperatorOnly(t *testing.T) {
 	}
 	if err := env.Client.Create(ctx, twin); !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("a second claim on a colliding name: want AlreadyExists, got %v", err)
+	}
+}
+
+// Topics and Subscriptions carry the operator's finalizer from their
+// creation (the mutating admission policy), so the operator need not write
+// them once more just to add it.
+func TestFinalizerIsAddedAtCreation(t *testing.T) {
+	ns := env.NamespaceT(t, "fin")
+	c := as(t, alice)
+	tp := newTopic(ns, "with-finalizer")
+	mustSucceed(t, c.Create(testContext(t), tp), "creating Topic")
+	sub := newSubscription(ns, "with-finalizer")
+	sub.Finalizers = []string{"example.com/other"}
+	mustSucceed(t, c.Create(testContext(t), sub), "creating Subscription")
+	for _, o := range []client.Object{tp, sub} {
+		if got := o.GetFinalizers(); !slices.Contains(got, busv1.Finalizer) {
+			t.Fatalf("%T %s finalizers %v, want %s", o, o.GetName(), got, busv1.Finalizer)
+		}
+	}
+	if !slices.Contains(sub.Finalizers, "example.com/other") {
+		t.Fatalf("a finalizer of the requester's was lost: %v", sub.Finalizers)
 	}
 }

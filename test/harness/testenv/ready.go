@@ -3,6 +3,7 @@ package testenv
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -81,7 +82,23 @@ func (e *Env) waitForPolicies(ctx context.Context) error {
 	if err := e.waitForReviewPolicy(ctx); err != nil {
 		return err
 	}
-	return e.waitForGroupPolicy(ctx)
+	if err := e.waitForGroupPolicy(ctx); err != nil {
+		return err
+	}
+	return e.waitForFinalizerPolicy(ctx)
+}
+
+// waitForFinalizerPolicy waits until a new Topic gets the operator's
+// finalizer at admission.
+func (e *Env) waitForFinalizerPolicy(ctx context.Context) error {
+	return poll(ctx, "policy hmsbus-finalizer adds the finalizer", func() (bool, error) {
+		tp := &busv1.Topic{ObjectMeta: metav1.ObjectMeta{Name: probeUser, Namespace: SystemNamespace},
+			Spec: busv1.TopicSpec{Partitions: 1, ChangeTicket: "probe"}}
+		if err := e.Client.Create(ctx, tp, client.DryRunAll); err != nil {
+			return false, err
+		}
+		return slices.Contains(tp.Finalizers, busv1.Finalizer), fmt.Errorf("finalizers %v", tp.Finalizers)
+	})
 }
 
 // waitForGroupPolicy waits until a Subscription naming another namespace's
@@ -92,7 +109,7 @@ func (e *Env) waitForGroupPolicy(ctx context.Context) error {
 		Spec: busv1.SubscriptionSpec{Topics: []busv1.TopicReference{{Name: "probe"}}, ChangeTicket: "probe",
 			Role: busv1.RoleConsume, ConsumerGroup: "elsewhere.probe"},
 	}
-	return poll(ctx, "policy hmsbus-subscription-group rejects another namespace's group", func() (bool, error) {
+	return poll(ctx, "policy hmsbus-subscription rejects another namespace's group", func() (bool, error) {
 		err := e.Client.Create(ctx, sub, client.DryRunAll)
 		return apierrors.IsInvalid(err), err
 	})

@@ -27,7 +27,7 @@ import (
 	busv1 "github.com/hms-platform/bus-operator/api/v1"
 )
 
-// Groups the persona bindings in config/rbac/personas grant roles to.
+// Groups the persona bindings in config/rbac/base/personas grant roles to.
 const (
 	RequestersGroup = "hms:bus-requesters"
 	ReviewersGroup  = "hms:bus-reviewers"
@@ -59,6 +59,16 @@ type Options struct {
 	// StartTimeout bounds each control plane process start (default 60s;
 	// the first start on a busy 2-core machine can be slow).
 	StartTimeout time.Duration
+
+	// ServiceAccountSigningKey, when set, is the PEM private key (RSA or
+	// ECDSA) the API server signs ServiceAccount tokens with and publishes
+	// at /openid/v1/jwks; default envtest's own key. A test that needs a
+	// token TokenRequest will not mint (an expired one) signs it with this.
+	ServiceAccountSigningKey []byte
+	// PublicIssuerDiscovery lets unauthenticated clients read the
+	// ServiceAccount issuer's discovery document and JWKS, as a broker
+	// validating ServiceAccount tokens must (see issuer.go).
+	PublicIssuerDiscovery bool
 }
 
 // Env is a running control plane with hms-bus installed.
@@ -71,6 +81,10 @@ type Env struct {
 	Environment *envtest.Environment
 	// RootDir is the repository root the manifests were read from.
 	RootDir string
+
+	// tempDir holds files Start wrote for the API server (the signing
+	// key); Stop removes it.
+	tempDir string
 }
 
 var scheme = runtime.NewScheme()
@@ -97,17 +111,36 @@ func StartWithOptions(opts Options) (*Env, error) {
 	if err != nil {
 		return nil, err
 	}
+	issuerDiscoveryArgs(&opts)
+	tempDir, err := serviceAccountKeyArgs(&opts)
+	if err != nil {
+		return nil, err
+	}
+	removeTemp := func() {
+		if tempDir != "" {
+			_ = os.RemoveAll(tempDir)
+		}
+	}
 	te := newEnvironment(root, assets, opts)
 	cfg, err := te.Start()
 	if err != nil {
 		// Start can fail after launching processes; Stop reaps them.
 		_ = te.Stop()
+		removeTemp()
 		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", assets, err)
 	}
-	env := &Env{Config: cfg, Environment: te, RootDir: root}
+	env := &Env{Config: cfg, Environment: te, RootDir: root, tempDir: tempDir}
 	if err := env.install(context.Background()); err != nil {
 		_ = te.Stop()
+		removeTemp()
 		return nil, err
+	}
+	if opts.PublicIssuerDiscovery {
+		if err := env.publishIssuerDiscovery(context.Background()); err != nil {
+			_ = te.Stop()
+			removeTemp()
+			return nil, err
+		}
 	}
 	return env, nil
 }
@@ -152,7 +185,7 @@ func (e *Env) install(ctx context.Context) error {
 	if err := c.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("creating namespace %s: %w", SystemNamespace, err)
 	}
-	for _, dir := range []string{"config/admission", "config/rbac/personas"} {
+	for _, dir := range []string{"config/admission", "config/rbac/base/personas"} {
 		if err := applyKustomization(ctx, c, filepath.Join(e.RootDir, dir)); err != nil {
 			return err
 		}
@@ -170,7 +203,11 @@ func (e *Env) Stop() error {
 	if e == nil || e.Environment == nil {
 		return nil
 	}
-	if err := e.Environment.Stop(); err != nil {
+	err := e.Environment.Stop()
+	if e.tempDir != "" {
+		_ = os.RemoveAll(e.tempDir)
+	}
+	if err != nil {
 		return fmt.Errorf("stopping control plane: %w", err)
 	}
 	return nil
