@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,70 +22,74 @@ import (
 )
 
 // Pins hashes the spec of every covered object that exists (the same
-// governance.SpecHash the operator compares) and lists the covered objects
-// that do not. It lists each kind once in the ticket's namespace rather than
-// reading objects one by one: a ticket may cover 100 objects.
+// governance.SpecHash the operator compares), with its UID, and lists the
+// covered objects that do not. It reads exactly the covered objects, a few
+// at a time: a ticket covers at most 100, while its namespace may hold
+// thousands, so reading them by name costs the API server far less than
+// listing the namespace.
 func Pins(ctx context.Context, c client.Reader, t *busv1.ChangeTicket) ([]busv1.PinnedSpec, []busv1.CoveredObject, error) {
-	specs := map[busv1.CoveredKind]map[string]pinnable{}
-	for _, cov := range t.Spec.Covers {
-		if _, done := specs[cov.Kind]; done {
-			continue
-		}
-		m, err := listSpecs(ctx, c, t.Namespace, cov.Kind)
-		if err != nil {
-			return nil, nil, err
-		}
-		specs[cov.Kind] = m
+	type result struct {
+		pin     *busv1.PinnedSpec
+		missing bool
+		err     error
 	}
+	results := make([]result, len(t.Spec.Covers))
+	sem := make(chan struct{}, pinReaders)
+	var wg sync.WaitGroup
+	for i, cov := range t.Spec.Covers {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			pin, found, err := pinOne(ctx, c, t.Namespace, cov)
+			results[i] = result{pin: pin, missing: !found, err: err}
+		})
+	}
+	wg.Wait()
 	var pins []busv1.PinnedSpec
 	var missing []busv1.CoveredObject
-	for _, cov := range t.Spec.Covers {
-		obj, ok := specs[cov.Kind][cov.Name]
-		if !ok {
-			missing = append(missing, cov)
-			continue
+	for i, r := range results {
+		switch {
+		case r.err != nil:
+			return nil, nil, r.err
+		case r.missing:
+			missing = append(missing, t.Spec.Covers[i])
+		default:
+			pins = append(pins, *r.pin)
 		}
-		hash, err := governance.SpecHash(obj.spec)
-		if err != nil {
-			return nil, nil, fmt.Errorf("pinning %s %s/%s: %w", cov.Kind, t.Namespace, cov.Name, err)
-		}
-		pins = append(pins, busv1.PinnedSpec{Kind: cov.Kind, Name: cov.Name, SpecHash: hash, UID: obj.uid})
 	}
 	return pins, missing, nil
 }
 
-// pinnable is what a pin records of an object.
-type pinnable struct {
-	spec any
-	uid  string
-}
+// pinReaders bounds the reads Pins makes at once.
+const pinReaders = 16
 
-// listSpecs returns the specs of every object of kind in namespace, by name.
-// Objects being deleted are included: a ticket covering Delete approves
-// exactly such an object.
-func listSpecs(ctx context.Context, c client.Reader, namespace string, kind busv1.CoveredKind) (map[string]pinnable, error) {
-	out := map[string]pinnable{}
-	switch kind {
+// pinOne reads one covered object and pins it. Objects being deleted are
+// pinned too: a ticket covering Delete approves exactly such an object.
+func pinOne(ctx context.Context, c client.Reader, namespace string, cov busv1.CoveredObject) (*busv1.PinnedSpec, bool, error) {
+	key := client.ObjectKey{Namespace: namespace, Name: cov.Name}
+	var obj client.Object
+	var spec func() any
+	switch cov.Kind {
 	case busv1.KindTopic:
-		var list busv1.TopicList
-		if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-			return nil, fmt.Errorf("listing Topics in %s: %w", namespace, err)
-		}
-		for i := range list.Items {
-			out[list.Items[i].Name] = pinnable{spec: list.Items[i].Spec, uid: string(list.Items[i].UID)}
-		}
+		tp := &busv1.Topic{}
+		obj, spec = tp, func() any { return tp.Spec }
 	case busv1.KindSubscription:
-		var list busv1.SubscriptionList
-		if err := c.List(ctx, &list, client.InNamespace(namespace)); err != nil {
-			return nil, fmt.Errorf("listing Subscriptions in %s: %w", namespace, err)
-		}
-		for i := range list.Items {
-			out[list.Items[i].Name] = pinnable{spec: list.Items[i].Spec, uid: string(list.Items[i].UID)}
-		}
+		sub := &busv1.Subscription{}
+		obj, spec = sub, func() any { return sub.Spec }
 	default:
-		return nil, fmt.Errorf("cannot pin objects of kind %q", kind)
+		return nil, false, fmt.Errorf("cannot pin objects of kind %q", cov.Kind)
 	}
-	return out, nil
+	if err := c.Get(ctx, key, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("reading %s %s/%s to pin its spec: %w", cov.Kind, namespace, cov.Name, err)
+	}
+	hash, err := governance.SpecHash(spec())
+	if err != nil {
+		return nil, false, fmt.Errorf("pinning %s %s/%s: %w", cov.Kind, namespace, cov.Name, err)
+	}
+	return &busv1.PinnedSpec{Kind: cov.Kind, Name: cov.Name, SpecHash: hash, UID: string(obj.GetUID())}, true, nil
 }
 
 // Approve appends r to the ticket's approvals, pinning the covered specs as

@@ -13,15 +13,10 @@ import (
 	"syscall"
 	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
-	busv1 "github.com/hms-platform/bus-operator/api/v1"
 	"github.com/hms-platform/bus-operator/internal/kafka"
 	"github.com/hms-platform/bus-operator/test/harness/embedded"
 	"github.com/hms-platform/bus-operator/test/harness/localstack"
@@ -169,38 +164,7 @@ func unlimited(cfg *rest.Config) *rest.Config {
 func (s *scaleStack) bindOperatorRole() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	data, err := os.ReadFile(filepath.Join(s.env.RootDir, "config", "rbac", "role.yaml"))
-	if err != nil {
-		return fmt.Errorf("reading the operator's role: %w", err)
-	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.Unmarshal(data, role); err != nil {
-		return fmt.Errorf("parsing role.yaml: %w", err)
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: role.Name},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: operatorUser}},
-	}
-	for _, obj := range []client.Object{role, binding} {
-		if err := s.env.Client.Create(ctx, obj); err != nil {
-			return fmt.Errorf("creating %T %s: %w", obj, obj.GetName(), err)
-		}
-	}
-	for {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User:               operatorUser,
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: "list", Group: busv1.GroupVersion.Group, Resource: "topics"},
-		}}
-		if err := s.env.Client.Create(ctx, sar); err == nil && sar.Status.Allowed {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the operator's role binding: %w", ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return localstack.BindOperatorRole(ctx, s.env.Client, s.env.RootDir, time.Minute)
 }
 
 // startManager runs the operator binary as the operator's user, with its

@@ -31,21 +31,19 @@ func (s *Stack) bindOperatorRole(ctx context.Context, timeout time.Duration) err
 	return nil
 }
 
-// BindOperatorRole installs the ClusterRole (and Role) of
-// config/rbac/role.yaml under rootDir as they are, binds them to the
-// operator's user OperatorUser and nothing else, and waits until the API
-// server's authorizer has caught up. If the role lacks a rule, the
-// operator's log shows "forbidden" errors and its objects never become
-// Ready: the role is never widened here. Other harnesses that run
-// bin/manager as its own user (the fault suite) use it too.
+// BindOperatorRole installs the operator's generated RBAC as it is (the
+// ClusterRole and, for what it writes in its own namespace only, the Role of
+// config/rbac/role.yaml) and binds both to OperatorUser and nobody else,
+// then waits (up to timeout) until the authorizer applies them. The roles
+// are never widened here: a rule they lack shows up as "forbidden" in the
+// operator's log.
 func BindOperatorRole(ctx context.Context, c client.Client, rootDir string, timeout time.Duration) error {
 	path := filepath.Join(rootDir, roleFile)
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("reading the operator's role: %w", err)
 	}
-	// The file holds the ClusterRole and, for what the operator writes in
-	// its own namespace only, a Role.
+	subjects := []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: OperatorUser}}
 	var objs []client.Object
 	for i, doc := range strings.Split(string(data), "\n---\n") {
 		var kind struct {
@@ -66,7 +64,7 @@ func BindOperatorRole(ctx context.Context, c client.Client, rootDir string, time
 			objs = append(objs, role, &rbacv1.ClusterRoleBinding{
 				ObjectMeta: metav1.ObjectMeta{Name: OperatorRole},
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: OperatorUser}},
+				Subjects:   subjects,
 			})
 		case "Role":
 			role := &rbacv1.Role{}
@@ -76,7 +74,7 @@ func BindOperatorRole(ctx context.Context, c client.Client, rootDir string, time
 			objs = append(objs, role, &rbacv1.RoleBinding{
 				ObjectMeta: metav1.ObjectMeta{Name: role.Name, Namespace: role.Namespace},
 				RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: role.Name},
-				Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: OperatorUser}},
+				Subjects:   subjects,
 			})
 		default:
 			return fmt.Errorf("%s: unexpected %q document", path, kind.Kind)
