@@ -272,11 +272,13 @@ func patchStatus(ctx context.Context, c client.Client, before, after client.Obje
 	if equality.Semantic.DeepEqual(beforeStatus, afterStatus) {
 		return nil
 	}
-	// The patch carries the resourceVersion read: a reconcile that read a
-	// cached object older than the operator's own last status write fails
-	// with a conflict and runs again on the fresh object, instead of
-	// writing status worked out from stale facts.
-	if err := c.Status().Patch(ctx, after, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+	// No resourceVersion precondition: one reconcile of an object runs at a
+	// time, so this status is the newest account of the broker writes this
+	// reconcile made, even if its cached copy of the object was older than
+	// the previous status write; a conflict would drop that account (the
+	// grants just made would go unrecorded). The merge patch sends only the
+	// fields this reconcile changed.
+	if err := c.Status().Patch(ctx, after, client.MergeFrom(before)); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil // deleted meanwhile: nothing left to report on
 		}

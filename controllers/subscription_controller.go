@@ -12,6 +12,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -93,6 +94,13 @@ type SubscriptionReconciler struct {
 	TokenAudience        string
 
 	MaxConcurrentReconciles int
+
+	// upserted remembers the pending Secret versions (UID/resourceVersion)
+	// whose password this process has already set on the broker, for the
+	// moment until the Secret is marked synced: if marking it fails (the
+	// API server away), the retry only marks it and does not send, and
+	// audit, the same password a second time.
+	upserted sync.Map
 }
 
 // Defaults of the identity settings.
@@ -220,16 +228,19 @@ func (r *SubscriptionReconciler) reconcileSubscription(ctx context.Context, sub 
 		}
 		sub.Status.GrantedACLs = nil
 	}
+	// The ACL and quota reads do not depend on the credential step: they
+	// start now and are ready when their steps need them.
+	pre := r.prefetch(ctx, g.principal(sub), sub.Username(), g.auth != busv1.AuthServiceAccount)
 	renewAt, res, err, done := r.syncCredentials(ctx, sub, g, cause, ticket)
 	if done {
 		return res, err
 	}
 	desired := r.desiredACLs(sub, g)
-	unmanaged, err := r.syncACLs(ctx, sub, g.principal(sub), desired, cause, ticket)
+	unmanaged, err := r.syncACLsFrom(ctx, sub, g.principal(sub), desired, cause, ticket, pre.acls)
 	if err != nil {
 		return r.brokerError(sub, err)
 	}
-	if err := r.syncQuota(ctx, sub, g, cause, ticket); err != nil {
+	if err := r.syncQuotaFrom(ctx, sub, g, cause, ticket, pre.quota); err != nil {
 		return r.brokerError(sub, err)
 	}
 
@@ -497,7 +508,19 @@ func allowsNamespace(t *busv1.Topic, ns string) bool {
 // true when the reconcile must stop (a name is someone else's).
 func (r *SubscriptionReconciler) claimNames(ctx context.Context, sub *busv1.Subscription, g *grantPlan) (reconcile.Result, bool, error) {
 	k := r.claims()
+	// The two names are claimed at once: each claim is an API round trip,
+	// and both belong to this approved Subscription either way.
+	var group claimOutcome
+	var groupErr error
+	var wg sync.WaitGroup
+	if g.group != "" {
+		wg.Go(func() { group, groupErr = k.claim(ctx, busv1.ClaimConsumerGroup, g.group, busv1.KindSubscription, sub) })
+	}
 	secret, err := k.claim(ctx, busv1.ClaimCredentialsSecret, sub.Namespace+"/"+sub.SecretName(), busv1.KindSubscription, sub)
+	wg.Wait()
+	if err == nil {
+		err = groupErr
+	}
 	if err != nil {
 		return reconcile.Result{}, true, err
 	}
@@ -507,10 +530,6 @@ func (r *SubscriptionReconciler) claimNames(ctx context.Context, sub *busv1.Subs
 		return reconcile.Result{}, true, nil
 	}
 	if g.group != "" {
-		group, err := k.claim(ctx, busv1.ClaimConsumerGroup, g.group, busv1.KindSubscription, sub)
-		if err != nil {
-			return reconcile.Result{}, true, err
-		}
 		if !group.owned {
 			if sub.Status.Principal == "" {
 				applyResult(&sub.Status.Conditions, sub.Generation, result{reason: busv1.ReasonConflict, stalled: true,
@@ -586,6 +605,16 @@ func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1
 		return stall(busv1.ReasonConflict, err)
 	}
 	pending := secret.Annotations[annotationBrokerSync] == "pending"
+	confirmInterrupted(ctx, r.Audit, sub, func(u audit.Unfinished) bool { return credentialWriteHolds(u, user, have[user], pending) })
+	version := string(secret.UID) + "/" + secret.ResourceVersion
+	if _, sent := r.upserted.Load(version); sent && pending && slices.Contains(have[user], mech) {
+		// This Secret version's password is on the broker already; only
+		// the marker is left to clear.
+		pending = false
+		if err := r.clearPending(ctx, secret, version); err != nil {
+			return time.Time{}, reconcile.Result{}, err, true
+		}
+	}
 	if mech != "" && (pending || !slices.Contains(have[user], mech)) {
 		rec := audit.Record{Operation: audit.OpUpsertCredential, Resource: user, Cause: cause, Ticket: ticket,
 			After: map[string]any{"mechanism": mech, "secret": secret.Name, "passwordChanged": pending || issued.why != issueNone}}
@@ -602,9 +631,9 @@ func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1
 			return brokerFailed(err)
 		}
 		if pending {
-			delete(secret.Annotations, annotationBrokerSync)
-			if err := r.Update(ctx, secret); err != nil {
-				return time.Time{}, reconcile.Result{}, fmt.Errorf("marking Secret %s synced: %w", secret.Name, err), true
+			r.upserted.Store(version, struct{}{})
+			if err := r.clearPending(ctx, secret, version); err != nil {
+				return time.Time{}, reconcile.Result{}, err, true
 			}
 		}
 	}
@@ -647,6 +676,16 @@ func (r *SubscriptionReconciler) syncCredentials(ctx context.Context, sub *busv1
 		renewAt = pki.RenewAt(cert)
 	}
 	return renewAt, reconcile.Result{}, nil, false
+}
+
+// clearPending marks the Secret's password as set on the broker.
+func (r *SubscriptionReconciler) clearPending(ctx context.Context, secret *corev1.Secret, version string) error {
+	delete(secret.Annotations, annotationBrokerSync)
+	if err := r.Update(ctx, secret); err != nil {
+		return fmt.Errorf("marking Secret %s synced: %w", secret.Name, err)
+	}
+	r.upserted.Delete(version)
+	return nil
 }
 
 // authUnavailable says why the operator cannot serve an authentication
@@ -999,12 +1038,56 @@ func (r *SubscriptionReconciler) currentSecret(ctx context.Context, ns, name str
 // syncACLs applies the ACL diff and returns ACLs for the principal that
 // the operator did not grant (reported, never touched).
 func (r *SubscriptionReconciler) syncACLs(ctx context.Context, sub *busv1.Subscription, principal string, desired []kafka.ACL, cause string, ticket *busv1.AppliedTicket) ([]kafka.ACL, error) {
+	return r.syncACLsFrom(ctx, sub, principal, desired, cause, ticket, func() ([]kafka.ACL, error) { return r.Admin.DescribeACLs(ctx, principal) })
+}
+
+// prefetched holds reads started ahead of the steps that use them.
+type prefetched struct {
+	acls  func() ([]kafka.ACL, error)
+	quota func() (kafka.Quota, error)
+}
+
+// prefetch starts the ACL and (for a user with quotas) quota reads of a
+// reconcile concurrently; each result is waited for only by its step.
+func (r *SubscriptionReconciler) prefetch(ctx context.Context, principal, user string, quota bool) prefetched {
+	type aclResult struct {
+		acls []kafka.ACL
+		err  error
+	}
+	type quotaResult struct {
+		q   kafka.Quota
+		err error
+	}
+	ac := make(chan aclResult, 1)
+	go func() {
+		acls, err := r.Admin.DescribeACLs(ctx, principal)
+		ac <- aclResult{acls, err}
+	}()
+	qc := make(chan quotaResult, 1)
+	if quota {
+		go func() {
+			q, err := r.Admin.DescribeQuota(ctx, user)
+			qc <- quotaResult{q, err}
+		}()
+	} else {
+		qc <- quotaResult{}
+	}
+	return prefetched{
+		acls:  sync.OnceValues(func() ([]kafka.ACL, error) { res := <-ac; return res.acls, res.err }),
+		quota: sync.OnceValues(func() (kafka.Quota, error) { res := <-qc; return res.q, res.err }),
+	}
+}
+
+// syncACLsFrom is syncACLs with the broker's ACLs of the principal read by
+// describe.
+func (r *SubscriptionReconciler) syncACLsFrom(ctx context.Context, sub *busv1.Subscription, principal string, desired []kafka.ACL, cause string, ticket *busv1.AppliedTicket, describe func() ([]kafka.ACL, error)) ([]kafka.ACL, error) {
 	// The adapter's errors name the operation; they are passed on as they
 	// are, so a message says it once.
-	observed, err := r.Admin.DescribeACLs(ctx, principal)
+	observed, err := describe()
 	if err != nil {
 		return nil, err
 	}
+	confirmInterrupted(ctx, r.Audit, sub, func(u audit.Unfinished) bool { return aclWriteHolds(u, principal, observed) })
 	// What this Subscription recorded is only its own if its recorded
 	// principal is this one.
 	var owned []kafka.ACL
@@ -1073,7 +1156,7 @@ func (r *SubscriptionReconciler) siblingACLs(ctx context.Context, sub *busv1.Sub
 // apply to SCRAM and certificate identities (<namespace>.<name>); a
 // ServiceAccount's principal may be shared, so it carries none (the CRD
 // refuses a quota there).
-func (r *SubscriptionReconciler) syncQuota(ctx context.Context, sub *busv1.Subscription, g grantPlan, cause string, ticket *busv1.AppliedTicket) error {
+func (r *SubscriptionReconciler) syncQuotaFrom(ctx context.Context, sub *busv1.Subscription, g grantPlan, cause string, ticket *busv1.AppliedTicket, describe func() (kafka.Quota, error)) error {
 	if g.auth == busv1.AuthServiceAccount {
 		return nil
 	}
@@ -1082,10 +1165,11 @@ func (r *SubscriptionReconciler) syncQuota(ctx context.Context, sub *busv1.Subsc
 		want = kafka.Quota{ProducerByteRate: q.ProducerByteRate, ConsumerByteRate: q.ConsumerByteRate}
 	}
 	user := sub.Username()
-	have, err := r.Admin.DescribeQuota(ctx, user)
+	have, err := describe()
 	if err != nil {
 		return err
 	}
+	confirmInterrupted(ctx, r.Audit, sub, func(u audit.Unfinished) bool { return quotaWriteHolds(u, user, have) })
 	if equality.Semantic.DeepEqual(have, want) {
 		return nil
 	}
@@ -1171,6 +1255,7 @@ func (r *SubscriptionReconciler) revoke(ctx context.Context, sub *busv1.Subscrip
 	if err != nil {
 		return err
 	}
+	confirmInterrupted(ctx, r.Audit, sub, func(u audit.Unfinished) bool { return credentialWriteHolds(u, user, have[user], false) })
 	for _, mech := range have[user] {
 		rec := audit.Record{Operation: audit.OpDeleteCredential, Resource: user, Cause: audit.CauseDeletion, Before: map[string]any{"mechanism": mech}}
 		if err := audited(ctx, r.Audit, sub, busv1.KindSubscription, rec, func() (any, error) { return nil, r.Admin.DeleteSCRAM(ctx, user, mech) }); err != nil {
@@ -1181,6 +1266,7 @@ func (r *SubscriptionReconciler) revoke(ctx context.Context, sub *busv1.Subscrip
 	if err != nil {
 		return err
 	}
+	confirmInterrupted(ctx, r.Audit, sub, func(u audit.Unfinished) bool { return quotaWriteHolds(u, user, q) })
 	if q.ProducerByteRate != nil || q.ConsumerByteRate != nil {
 		rec := audit.Record{Operation: audit.OpSetQuota, Resource: user, Cause: audit.CauseDeletion, Before: q}
 		if err := audited(ctx, r.Audit, sub, busv1.KindSubscription, rec, func() (any, error) { return nil, r.Admin.SetQuota(ctx, user, kafka.Quota{}) }); err != nil {

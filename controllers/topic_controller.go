@@ -113,6 +113,7 @@ func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic
 	if exists {
 		cur = &current
 	}
+	confirmInterrupted(ctx, r.Audit, topic, func(u audit.Unfinished) bool { return topicWriteHolds(u, name, cur) })
 	p := plan.PlanTopic(*target, cur)
 	if p.ReplicationMismatch {
 		msg := fmt.Sprintf("broker topic %s has replication factor %d but the spec asks for %d; changing it needs partition reassignment, which this operator does not do", name, cur.ReplicationFactor, target.ReplicationFactor)
@@ -378,6 +379,11 @@ func (r *TopicReconciler) deleteOwned(ctx context.Context, topic *busv1.Topic, t
 	}
 	cur, ok := observed[name]
 	if !ok || cur.ID != topic.Status.TopicID {
+		// Gone (perhaps by a delete this object's last operator sent
+		// before it was killed): settle that delete's record.
+		confirmInterrupted(ctx, r.Audit, topic, func(u audit.Unfinished) bool {
+			return !ok && u.Operation == audit.OpDeleteTopic && topicWriteHolds(u, name, nil)
+		})
 		return nil
 	}
 	rec := audit.Record{Operation: audit.OpDeleteTopic, Resource: name, Cause: audit.CauseDeletion, Ticket: ticket, Before: topicView(cur)}

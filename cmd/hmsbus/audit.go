@@ -433,6 +433,13 @@ func showLine(offset int64, r audit.Record, perr error, intents map[string]audit
 		line := head + " " + r.Result
 		if in, ok := intents[r.ID]; ok {
 			line += fmt.Sprintf(" (%s %s)", in.Operation, in.Resource)
+		} else if r.Operation != "" {
+			// The intent was lost with the broker's data; the outcome
+			// repeats it.
+			line += fmt.Sprintf(" (%s %s by %s %s/%s, intent repeated)", r.Operation, r.Resource, r.Object.Kind, r.Object.Namespace, r.Object.Name)
+		}
+		if r.Note != "" && strings.HasPrefix(r.Note, "confirmed") {
+			line += " (confirmed later from the broker's state)"
 		}
 		if r.Error != "" {
 			line += ": " + r.Error

@@ -97,8 +97,10 @@ const (
 
 // Texts of the outcomes the operator writes itself.
 const (
-	interruptedText = "interrupted: the operator stopped before it learned the result of this write, which may or may not have reached the broker; the next reconcile re-reads the broker and records any change it makes as a change of its own"
-	abandonedText   = "abandoned: this intent was stored only after its caller had stopped waiting for it, so the broker write was never made"
+	interruptedText    = "interrupted: the operator stopped before it learned the result of this write, which may or may not have reached the broker; the next reconcile re-reads the broker and records any change it makes as a change of its own"
+	abandonedText      = "abandoned: this intent was stored only after its caller had stopped waiting for it, so the broker write was never made"
+	intentRepeatedNote = "the audit trail was read again after this change's intent was stored (its topic was lost or unanswered), so the intent may be missing: this outcome repeats it"
+	confirmedNote      = "confirmed: the operator stopped before it learned the result of this write; a later reconcile of the object found its effect on the broker and made no write of its own"
 )
 
 // ObjectRef names the Kubernetes object behind a change.
@@ -141,9 +143,11 @@ type Record struct {
 	Cause  string `json:"cause,omitempty"`
 	Before any    `json:"before,omitempty"`
 	After  any    `json:"after,omitempty"`
-	// Result and Error are set on outcome records.
+	// Result and Error are set on outcome records; Note says how an
+	// outcome written by a later process was learned (see Confirm).
 	Result string `json:"result,omitempty"`
 	Error  string `json:"error,omitempty"`
+	Note   string `json:"note,omitempty"`
 }
 
 // wireRecord is the stored form: Record with the object optional, so an
@@ -164,6 +168,7 @@ type wireRecord struct {
 	After     any                  `json:"after,omitempty"`
 	Result    string               `json:"result,omitempty"`
 	Error     string               `json:"error,omitempty"`
+	Note      string               `json:"note,omitempty"`
 }
 
 // Causes of a change.
@@ -207,6 +212,10 @@ func (r *Recorder) normalEvent(obj client.Object, reason, note string) {
 // before it hands the record to the Keeper to retry.
 const DefaultOutcomeTimeout = 10 * time.Second
 
+// DefaultIntentTimeout bounds how long Begin waits for its intent to be
+// stored (Recorder.IntentTimeout).
+const DefaultIntentTimeout = 10 * time.Second
+
 // ErrAuditUnavailable is what every failure to store an intent matches: the
 // broker write it would have recorded must not be made. It wraps
 // kafka.ErrUnavailable, so reconcilers that back off on an unreachable
@@ -243,6 +252,9 @@ type Recorder struct {
 	Heads HeadStore
 	// OutcomeTimeout bounds Done; default DefaultOutcomeTimeout.
 	OutcomeTimeout time.Duration
+	// IntentTimeout bounds Begin's wait for its intent to be stored;
+	// default DefaultIntentTimeout.
+	IntentTimeout time.Duration
 	// EventRate and EventBurst bound the Normal "BrokerChange" Events, one
 	// API write each: a bulk change of thousands of objects would
 	// otherwise spend as many writes on Events as on the objects
@@ -274,6 +286,48 @@ func IdempotencyKey(uid, resourceVersion, operation, resource string) string {
 	return uid + "/" + resourceVersion + "/" + operation + "/" + resource
 }
 
+// Unfinished is an intent a stopped process left without outcome, as
+// Confirm shows it: the operation, resource and the before/after state it
+// recorded (JSON, nil when absent).
+type Unfinished struct {
+	Operation, Resource string
+	Before, After       json.RawMessage
+}
+
+// Confirm settles intents that a stopped process (a killed operator, a
+// replaced leader) left without outcome for obj, using what a reconcile of
+// obj has just read from the broker: holds reports whether the broker's
+// state shows the write of an intent took effect. Each intent it holds for
+// gets the outcome "succeeded" with a note saying it was confirmed later,
+// so the change that reached the broker has one complete record instead
+// of an "interrupted" one that leaves a reader guessing. Reconcilers call
+// it after reading the broker and before deciding on writes; an intent a
+// write of this process has superseded (see Begin) is never confirmed. It
+// returns how many it settled; the rest wait for a retried write to adopt
+// them, or for the Keeper to close them as interrupted. Cheap when there
+// is nothing to settle.
+func (r *Recorder) Confirm(ctx context.Context, obj client.Object, holds func(Unfinished) bool) (int, error) {
+	c := r.chain()
+	// The intents left open are known once the trail is loaded; a new
+	// leader's first reconciles are exactly the ones that find them.
+	if err := c.ensureLoaded(ctx); err != nil {
+		return 0, fmt.Errorf("loading the audit trail to settle interrupted writes: %w", err)
+	}
+	if !c.hasOrphans() {
+		return 0, nil
+	}
+	settled := 0
+	for _, o := range c.confirmable(string(obj.GetUID()), holds) {
+		out := &wireRecord{ID: o.id, Phase: PhaseOutcome, Time: time.Now().UTC(), Result: ResultSucceeded, Note: confirmedNote}
+		if err := c.closeOrphan(ctx, o, out, "confirmed"); err != nil {
+			return settled, err
+		}
+		settled++
+		log.FromContext(ctx).Info("audit intent of an interrupted write confirmed from the broker's state", "id", o.id, "operation", o.op, "resource", o.resource)
+	}
+	return settled, nil
+}
+
 // Pending is a change whose intent is stored and whose outcome is not yet.
 type Pending struct {
 	r      *Recorder
@@ -281,6 +335,7 @@ type Pending struct {
 	kind   string
 	intent wireRecord
 	done   atomic.Bool
+	epoch  int64 // the chain's load when the intent was stored
 }
 
 // ID is the change's ID, shared by its intent and outcome records.
@@ -309,7 +364,7 @@ func (r *Recorder) Begin(ctx context.Context, obj client.Object, kind string, re
 	if err := c.ensureLoaded(ctx); err != nil {
 		return nil, &IntentError{Operation: rec.Operation, Resource: rec.Resource, Cause: err}
 	}
-	p := &Pending{r: r, obj: obj, kind: kind, intent: w}
+	p := &Pending{r: r, obj: obj, kind: kind, intent: w, epoch: c.epoch.Load()}
 	// A write retried after a crash carries the key of the intent its
 	// first attempt left open: reuse that intent, so the trail shows one
 	// change, closed by this attempt's outcome.
@@ -318,7 +373,16 @@ func (r *Recorder) Begin(ctx context.Context, obj client.Object, kind string, re
 		log.FromContext(ctx).Info("audit intent adopted from an earlier attempt", "id", o.id, "operation", rec.Operation, "resource", rec.Resource)
 		return p, nil
 	}
-	res, err := c.append(ctx, &w, recordKey(rec.Object), func(res appendResult) {
+	// This write is needed now, so whatever an earlier, interrupted
+	// attempt of it did, the broker does not show it: that attempt can no
+	// longer be confirmed from the broker's state (see Confirm).
+	c.supersede(rec.Object.UID, rec.Operation, rec.Resource)
+	// A reconcile waits for its intent only so long: while the trail
+	// cannot be written it reports AuditUnavailable and backs off rather
+	// than hold its object's status at what it was.
+	actx, cancel := context.WithTimeout(ctx, orDefault(r.IntentTimeout, DefaultIntentTimeout))
+	defer cancel()
+	res, err := c.append(actx, &w, recordKey(rec.Object), func(res appendResult) {
 		// The caller gave up before the intent was stored; if it was
 		// stored anyway, no write was made for it: close it, unless a
 		// retry adopts it first.
@@ -354,6 +418,10 @@ func (p *Pending) DoneWith(ctx context.Context, err error, after any) {
 	if err != nil {
 		out.Result, out.Error = ResultFailed, err.Error()
 	}
+	// If the trail is read again before the outcome is stored, because
+	// its topic was gone or unanswered, the intent may be lost with it:
+	// the outcome then says in full what changed (see storeOutcome), so a
+	// reader of what is left does not find a result without a change.
 	if err == nil {
 		note := fmt.Sprintf("%s %s (%s)", p.intent.Operation, p.intent.Resource, p.intent.Cause)
 		if p.intent.Ticket != nil {
@@ -369,7 +437,7 @@ func (p *Pending) DoneWith(ctx context.Context, err error, after any) {
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
-	if stored := c.storeOutcome(actx, &out, *p.intent.Object); stored {
+	if stored := c.storeOutcome(actx, &out, *p.intent.Object, &p.intent, p.epoch); stored {
 		return
 	}
 	auditWriteFailures.Inc()

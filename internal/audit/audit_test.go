@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -534,5 +535,220 @@ func TestKeeperRetriesTheAuditTopicWithoutBlockingShutdown(t *testing.T) {
 	r.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "x"})
 	if recs := admin.records(); len(recs) != 2 || recs[0].Seq != 1 || recs[0].PrevHash != GenesisHash {
 		t.Fatalf("records %+v", recs)
+	}
+}
+
+func TestConfirmSettlesAnInterruptedWriteTheBrokerShows(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	heads := &memHeads{}
+	create := Record{Operation: OpCreateTopic, Resource: "FeeUpdated", Cause: CauseApproved, After: map[string]any{"partitions": 3}}
+	grow := Record{Operation: OpAddPartitions, Resource: "FeeUpdated", Cause: CauseApproved, After: map[string]int32{"partitions": 6}}
+	other := topicObj()
+	other.UID = "uid-2"
+	// A process stores three intents and is killed before any outcome:
+	// a create the broker shows, a growth it does not, and a write of
+	// another object.
+	r1, _ := newRecorder(admin, heads)
+	var ids []string
+	for _, w := range []struct {
+		obj *busv1.Topic
+		rec Record
+	}{{topicObj(), create}, {topicObj(), grow}, {other, create}} {
+		p, err := r1.Begin(ctxT(t), w.obj, "Topic", w.rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, p.ID())
+	}
+
+	r2, _ := newRecorder(admin, heads)
+	var seen []string
+	n, err := r2.Confirm(ctxT(t), topicObj(), func(u Unfinished) bool {
+		seen = append(seen, u.Operation)
+		if u.Operation == OpCreateTopic && string(u.After) != `{"partitions":3}` {
+			t.Errorf("the intent's after reads %s", u.After)
+		}
+		return u.Operation == OpCreateTopic
+	})
+	if err != nil || n != 1 {
+		t.Fatalf("Confirm settled %d, err %v; want 1", n, err)
+	}
+	slices.Sort(seen)
+	if !slices.Equal(seen, []string{OpAddPartitions, OpCreateTopic}) {
+		t.Fatalf("Confirm showed %v; want only the object's own two intents", seen)
+	}
+	outs := outcomesFor(admin.records(), ids[0])
+	if len(outs) != 1 || outs[0].Result != ResultSucceeded || !strings.Contains(outs[0].Note, "confirmed") || outs[0].Error != "" {
+		t.Fatalf("outcome of the confirmed create: %+v", outs)
+	}
+	// A confirmed intent is settled once: asked again, nothing is left.
+	if n, _ := r2.Confirm(ctxT(t), topicObj(), func(Unfinished) bool { return true }); n != 1 {
+		t.Fatalf("second Confirm settled %d; want only the growth (the create is done)", n)
+	}
+	if outs := outcomesFor(admin.records(), ids[0]); len(outs) != 1 {
+		t.Fatalf("the create has %d outcomes", len(outs))
+	}
+	// The Keeper closes what nobody confirmed as interrupted.
+	stop := runKeeper(t, r2, time.Nanosecond)
+	waitFor(t, func() bool { return len(outcomesFor(admin.records(), ids[2])) == 1 })
+	stop()
+	if outs := outcomesFor(admin.records(), ids[2]); outs[0].Result != ResultInterrupted {
+		t.Fatalf("the other object's intent: %+v", outs)
+	}
+	if f := VerifyChain(admin.stored(), heads.last()); len(f) != 0 {
+		t.Fatalf("findings %v", f)
+	}
+}
+
+func TestConfirmNeverSettlesAnIntentASecondWriteSuperseded(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	rec := Record{Operation: OpCreateACL, Resource: "User:fees.payment", Cause: CauseApproved, After: []string{"acl-a"}}
+	r1, _ := newRecorder(admin, nil)
+	p1, err := r1.Begin(ctxT(t), topicObj(), "Subscription", rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// After the restart the object changed (new resourceVersion), so the
+	// retried create does not adopt the old intent: the broker lacked the
+	// ACL, the first write never took effect. The second write then puts
+	// it there, and must not make the first one look confirmed.
+	r2, _ := newRecorder(admin, nil)
+	moved := topicObj()
+	moved.ResourceVersion = "42"
+	p2, err := r2.Begin(ctxT(t), moved, "Subscription", rec)
+	if err != nil || p2.ID() == p1.ID() {
+		t.Fatalf("second write: %v, id %s", err, p2.ID())
+	}
+	p2.Done(ctxT(t), nil)
+	if n, err := r2.Confirm(ctxT(t), moved, func(Unfinished) bool { return true }); n != 0 || err != nil {
+		t.Fatalf("Confirm settled %d (err %v) superseded intents; want none", n, err)
+	}
+	if outs := outcomesFor(admin.records(), p1.ID()); len(outs) != 0 {
+		t.Fatalf("the superseded intent got %+v", outs)
+	}
+}
+
+func TestConfirmNeverSettlesAnAbandonedIntent(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	r, _ := newRecorder(admin, nil)
+	if err := r.chain().ensureLoaded(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	hold := make(chan struct{})
+	admin.mu.Lock()
+	admin.hold = hold
+	admin.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := r.Begin(ctx, topicObj(), "Topic", Record{Operation: OpDeleteTopic, Resource: "FeeUpdated"}); !errors.Is(err, ErrAuditUnavailable) {
+		t.Fatalf("Begin: %v", err)
+	}
+	admin.mu.Lock()
+	admin.hold = nil
+	admin.mu.Unlock()
+	close(hold)
+	waitFor(t, func() bool { return len(admin.records()) == 1 && r.chain().hasOrphans() })
+	// No write was made for it, whatever the broker shows.
+	if n, _ := r.Confirm(ctxT(t), topicObj(), func(Unfinished) bool { return true }); n != 0 {
+		t.Fatalf("Confirm settled %d abandoned intents", n)
+	}
+}
+
+func TestTrailLostWithTheBrokersDataGoesOnFromThePublishedHead(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	heads := &memHeads{}
+	r, _ := newRecorder(admin, heads)
+	for range 4 {
+		r.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpAlterTopicConfig, Resource: "FeeUpdated"})
+	}
+	stored := admin.stored()
+	if err := heads.PublishHead(ctxT(t), Head{Topic: DefaultTopic, Seq: 8, Offset: 7, Hash: HashRecord(stored[7].Value), Checkpoint: 8}); err != nil {
+		t.Fatal(err)
+	}
+	// The brokers come back empty while this process keeps running: the
+	// first append finds no topic and fails; the writer must not stay
+	// stuck on a topic that is gone.
+	admin.lose(DefaultTopic)
+	if _, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated"}); !errors.Is(err, ErrAuditUnavailable) {
+		t.Fatalf("Begin on a lost audit topic: %v", err)
+	}
+	p, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated"})
+	if err != nil {
+		t.Fatalf("Begin after the loss: %v", err)
+	}
+	p.Done(ctxT(t), nil)
+	if outs := outcomesFor(admin.records(), p.ID()); len(outs) != 1 || outs[0].Operation != "" {
+		t.Fatalf("an outcome in the intent's own trail repeats it: %+v", outs)
+	}
+	// A change whose intent is stored before the loss and whose outcome
+	// comes after it: the outcome says what changed.
+	lost, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpAddPartitions, Resource: "FeeUpdated", Cause: CauseApproved, Ticket: ticket, After: map[string]int32{"partitions": 6}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin.lose(DefaultTopic)
+	if _, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpDeleteTopic, Resource: "FeeUpdated"}); err == nil {
+		t.Fatal("Begin on the lost topic succeeded")
+	}
+	lost.Done(ctxT(t), nil)
+	outs := outcomesFor(admin.records(), lost.ID())
+	if len(outs) != 1 || outs[0].Operation != OpAddPartitions || outs[0].Resource != "FeeUpdated" || outs[0].Object.UID != "uid-1" ||
+		outs[0].Ticket == nil || outs[0].Cause != CauseApproved || !strings.Contains(outs[0].Note, "repeats it") {
+		t.Fatalf("the outcome of a change whose intent was lost: %+v", outs)
+	}
+	if _, ok := admin.topics[DefaultTopic]; !ok {
+		t.Fatal("the audit topic was not created again")
+	}
+	recs := admin.records()
+	if len(recs) == 0 || recs[0].Seq <= 8 {
+		t.Fatalf("records after the loss %+v; want them after the published head", recs)
+	}
+	f := VerifyChain(admin.stored(), heads.last())
+	if len(f) == 0 || f[0].Kind != FindingTruncated || f[0].Seq != 9 {
+		t.Fatalf("findings %v; want seq 1 to 8 reported gone", f)
+	}
+}
+
+func TestWriterAbandonsAGroupTheBrokersNeverAnswer(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	r, _ := newRecorder(admin, nil)
+	c := r.chain()
+	c.answerWait = 50 * time.Millisecond
+	r.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpAlterTopicConfig, Resource: "FeeUpdated"})
+	// The brokers store the next intent but never answer (they restarted
+	// and forgot the request): the writer must not wait for ever, which
+	// would hold every later broker write behind it.
+	admin.mu.Lock()
+	admin.hold = make(chan struct{})
+	admin.mu.Unlock()
+	_, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated"})
+	if !errors.Is(err, ErrAuditUnavailable) {
+		t.Fatalf("Begin with no answer: %v", err)
+	}
+	if admin.abandoned != 1 {
+		t.Fatalf("the writer abandoned %d times; want once", admin.abandoned)
+	}
+	admin.mu.Lock()
+	admin.hold = nil
+	admin.mu.Unlock()
+	// The next append reads the log first: the unanswered intent is
+	// stored, so the chain goes on after it, and the retried write adopts
+	// it (same object version, same write).
+	p, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Done(ctxT(t), nil)
+	recs := admin.records()
+	if len(recs) != 4 || recs[2].ID != p.ID() || recs[3].Seq != 4 || recs[3].ID != p.ID() || recs[3].Result != ResultSucceeded {
+		t.Fatalf("records %+v; want the unanswered intent at seq 3 closed by the retry at seq 4", recs)
+	}
+	// A different write after it chains on.
+	r.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpAddPartitions, Resource: "FeeUpdated"})
+	if recs := admin.records(); len(recs) != 6 || recs[4].Seq != 5 {
+		t.Fatalf("records after: %d", len(recs))
+	}
+	if f := VerifyChain(admin.stored(), nil); len(f) != 0 {
+		t.Fatalf("findings %v", f)
 	}
 }

@@ -24,6 +24,16 @@ const maxGroup = 256
 // loadTimeout bounds the writer's start-up read of the audit topic.
 const loadTimeout = 2 * time.Minute
 
+// defaultAnswerTimeout is how long the writer waits for the brokers to
+// answer a group before it abandons it (see AbandonAppends): far longer
+// than any healthy answer or retry, short enough that a broker that lost
+// its data does not stop the audit trail, and every broker write behind
+// it, for good.
+const defaultAnswerTimeout = 30 * time.Second
+
+// abandonWait bounds the wait for the producer to fail what it abandoned.
+const abandonWait = 10 * time.Second
+
 // errNotLinear is an audit topic the chain cannot live on.
 var errNotLinear = errors.New("audit topic is not a single partition")
 
@@ -72,16 +82,24 @@ type appendReq struct {
 // whose caller gave up before it was stored.
 type orphan struct {
 	id, key, op, resource, after string
+	before                       string
+	objectUID                    string
 	recordKey                    []byte
 	offset                       int64
 	result                       string // outcome written if nobody adopts it
 	since                        time.Time
+	// superseded: a later intent of the same object, operation and
+	// resource was stored without adopting this one, so the state that
+	// intent found says this write did not take effect (or was undone);
+	// the broker's state can no longer confirm it.
+	superseded bool
 }
 
 func orphanFrom(w *wireRecord, offset int64, result string) orphan {
-	o := orphan{id: w.ID, key: w.Key, op: w.Operation, resource: w.Resource, after: canonicalJSON(w.After), offset: offset, result: result, since: time.Now()}
+	o := orphan{id: w.ID, key: w.Key, op: w.Operation, resource: w.Resource, after: canonicalJSON(w.After), before: canonicalJSON(w.Before), offset: offset, result: result, since: time.Now()}
 	if w.Object != nil {
 		o.recordKey = recordKey(*w.Object)
+		o.objectUID = w.Object.UID
 	}
 	return o
 }
@@ -136,6 +154,12 @@ type chain struct {
 	retry        []queuedOutcome
 	sincePublish int
 	kick         chan struct{}
+	// epoch counts invalidations: an intent stored in an earlier epoch
+	// may be gone from the log (the brokers lost their data, the topic
+	// was recreated), so its outcome repeats it (see DoneWith).
+	epoch atomic.Int64
+	// answerWait overrides defaultAnswerTimeout (tests).
+	answerWait time.Duration
 }
 
 func newChain(admin kafka.Admin, topic string, heads HeadStore) *chain {
@@ -254,16 +278,48 @@ func (c *chain) writeGroup() {
 	// whose append returned sees the head past its record.
 	answers := make([]appendResult, len(reqs))
 	landed, failed, gap := -1, false, false
+	abandoned := false
+	watchdog := time.NewTimer(c.answerTimeout())
+	defer watchdog.Stop()
 	for i := range reqs {
 		if results[i] == nil {
 			continue // not encodable: already answered
 		}
-		res := <-results[i]
+		var res kafka.AppendResult
+		select {
+		case res = <-results[i]:
+		case <-abandonedC(abandoned):
+			res = c.awaitAbandoned(results[i])
+		case <-watchdog.C:
+			// No answer in all this time: brokers that lost their data
+			// never answer a request sent before. Give the records up,
+			// and read the log before the next append to learn which of
+			// them are stored.
+			log.Log.WithName("audit").Error(errors.New("no answer from the brokers"), "audit records abandoned; the chain is read again before the next append", "timeout", c.answerTimeout().String(), "records", len(reqs)-i)
+			c.admin.AbandonAppends(c.topic)
+			abandoned = true
+			c.invalidate()
+			res = c.awaitAbandoned(results[i])
+		}
+		if abandoned && res.Err == nil {
+			// Stored after all (answered as it was abandoned): the log
+			// is read again anyway before the next append.
+			c.invalidate()
+		}
 		if res.Err == nil && res.Partition != 0 {
 			res.Err = fmt.Errorf("%w: record went to partition %d", errNotLinear, res.Partition)
-			c.loaded.Store(false) // re-check the topic before the next append
+			c.invalidate() // re-check the topic before the next append
 		}
 		if res.Err != nil {
+			if errors.Is(res.Err, kafka.ErrTopicNotFound) && !abandoned {
+				// The audit topic is gone (deleted, or the brokers lost
+				// their data): load again, which recreates it and goes on
+				// from the published head, so the loss stays visible. The
+				// producer forgets the old topic's partitions.
+				c.admin.AbandonAppends(c.topic)
+				abandoned = true
+				c.invalidate()
+			}
 			failed = true
 			answers[i] = appendResult{err: res.Err}
 			continue
@@ -462,6 +518,55 @@ func (c *chain) adopt(key, op, resource, after string) *orphan {
 	return nil
 }
 
+// supersede marks the orphans of an object's operation on a resource as
+// no longer confirmable: a new intent for the same write was just stored.
+func (c *chain) supersede(objectUID, op, resource string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, o := range c.orphans {
+		if o.objectUID == objectUID && o.op == op && o.resource == resource {
+			o.superseded = true
+		}
+	}
+}
+
+// confirmable takes out of the orphans, for closing as succeeded, the
+// interrupted intents of the object whose effect holds says the broker
+// shows. A taken orphan is put back by the caller if its outcome cannot
+// be stored.
+func (c *chain) confirmable(objectUID string, holds func(Unfinished) bool) []*orphan {
+	c.mu.Lock()
+	var candidates []*orphan
+	for _, o := range c.orphans {
+		if o.objectUID == objectUID && o.result == ResultInterrupted && !o.superseded {
+			candidates = append(candidates, o)
+		}
+	}
+	c.mu.Unlock()
+	var out []*orphan
+	for _, o := range candidates {
+		u := Unfinished{Operation: o.op, Resource: o.resource, Before: rawJSON(o.before), After: rawJSON(o.after)}
+		if !holds(u) {
+			continue
+		}
+		c.mu.Lock()
+		if cur, still := c.orphans[o.id]; still && !cur.superseded {
+			delete(c.orphans, o.id)
+			c.open[o.id] = o.offset
+			out = append(out, o)
+		}
+		c.mu.Unlock()
+	}
+	return out
+}
+
+func rawJSON(s string) json.RawMessage {
+	if s == "" || s == "null" {
+		return nil
+	}
+	return json.RawMessage(s)
+}
+
 func (c *chain) addOrphan(o orphan) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -474,6 +579,46 @@ func (c *chain) markOpen(id string, offset int64) {
 	c.open[id] = offset
 }
 
+// abandonedC is a closed channel once the group was abandoned (its answers
+// are then waited for only briefly), nil (never ready) before.
+func abandonedC(abandoned bool) <-chan time.Time {
+	if !abandoned {
+		return nil
+	}
+	ch := make(chan time.Time)
+	close(ch)
+	return ch
+}
+
+// awaitAbandoned waits briefly for the producer to fail an abandoned record.
+func (c *chain) awaitAbandoned(result <-chan kafka.AppendResult) kafka.AppendResult {
+	select {
+	case res := <-result:
+		return res
+	case <-time.After(abandonWait):
+		return kafka.AppendResult{Err: fmt.Errorf("%w: no answer to the audit append after %s", kafka.ErrUnavailable, c.answerTimeout())}
+	}
+}
+
+// invalidate makes the next append read the log again first.
+func (c *chain) invalidate() {
+	c.epoch.Add(1)
+	c.loaded.Store(false)
+}
+
+func (c *chain) answerTimeout() time.Duration {
+	if c.answerWait > 0 {
+		return c.answerWait
+	}
+	return defaultAnswerTimeout
+}
+
+func (c *chain) hasOrphans() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.orphans) > 0
+}
+
 func (c *chain) markClosed(id string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -482,16 +627,32 @@ func (c *chain) markClosed(id string) {
 
 // storeOutcome appends an outcome, retrying until ctx ends. If it is not
 // stored by then it is queued for the Keeper, unless it turns out stored.
-func (c *chain) storeOutcome(ctx context.Context, out *wireRecord, obj ObjectRef) bool {
+func (c *chain) storeOutcome(ctx context.Context, out *wireRecord, obj ObjectRef, intent *wireRecord, epoch int64) bool {
+	// The trail may be read again between attempts (its topic lost): from
+	// then on the outcome repeats its intent, which may be gone.
+	repeat := func() {
+		if intent != nil && c.epoch.Load() != epoch {
+			repeatIntent(out, intent)
+		}
+	}
+	// An outcome that waits in the retry queue is stored later, perhaps
+	// after the trail was lost: it always repeats its intent.
+	queue := func() {
+		if intent != nil {
+			repeatIntent(out, intent)
+		}
+		c.queueOutcome(out, obj)
+	}
 	late := func(res appendResult) {
 		if res.err == nil {
 			c.markClosed(out.ID)
 			return
 		}
-		c.queueOutcome(out, obj)
+		queue()
 	}
 	delay := 100 * time.Millisecond
 	for {
+		repeat()
 		_, err := c.append(ctx, out, recordKey(obj), late)
 		if err == nil {
 			c.markClosed(out.ID)
@@ -501,17 +662,31 @@ func (c *chain) storeOutcome(ctx context.Context, out *wireRecord, obj ObjectRef
 			return false // late decides once the broker answers
 		}
 		if ctx.Err() != nil {
-			c.queueOutcome(out, obj)
+			queue()
 			return false
 		}
 		select {
 		case <-ctx.Done():
-			c.queueOutcome(out, obj)
+			queue()
 			return false
 		case <-time.After(delay):
 		}
 		delay = min(delay*2, 2*time.Second)
 	}
+}
+
+// repeatIntent copies into an outcome what its intent says of the change,
+// for a trail that may have lost the intent.
+func repeatIntent(out, in *wireRecord) {
+	if out.Operation != "" {
+		return
+	}
+	out.Key, out.Operation, out.Resource, out.Object = in.Key, in.Operation, in.Resource, in.Object
+	out.Ticket, out.Cause, out.Before = in.Ticket, in.Cause, in.Before
+	if out.After == nil {
+		out.After = in.After
+	}
+	out.Note = intentRepeatedNote
 }
 
 func (c *chain) queueOutcome(out *wireRecord, obj ObjectRef) {
@@ -596,31 +771,41 @@ func (c *chain) closeOrphans(ctx context.Context, window time.Duration) (int, er
 			text = abandonedText
 		}
 		out := &wireRecord{ID: o.id, Phase: PhaseOutcome, Time: time.Now().UTC(), Result: o.result, Error: text}
-		putBack := func() { // for the next round
-			c.mu.Lock()
-			delete(c.open, o.id)
-			c.orphans[o.id] = o
-			c.mu.Unlock()
+		if err := c.closeOrphan(ctx, o, out, o.result); err != nil {
+			return closed, err
 		}
-		late := func(res appendResult) {
-			if res.err != nil {
-				putBack()
-				return
-			}
-			c.markClosed(o.id)
-			interruptedIntents.WithLabelValues(o.result).Inc()
-		}
-		if _, err := c.append(ctx, out, o.recordKey, late); err != nil {
-			if !errors.Is(err, errResultUnknown) {
-				putBack()
-			}
-			return closed, fmt.Errorf("closing audit intent %s: %w", o.id, err)
-		}
-		c.markClosed(o.id)
 		closed++
-		interruptedIntents.WithLabelValues(o.result).Inc()
 	}
 	return closed, nil
+}
+
+// closeOrphan appends out, the outcome of an orphan already taken out of
+// c.orphans; if it cannot be stored, the orphan goes back for the next
+// round. label is the metric's result.
+func (c *chain) closeOrphan(ctx context.Context, o *orphan, out *wireRecord, label string) error {
+	putBack := func() {
+		c.mu.Lock()
+		delete(c.open, o.id)
+		c.orphans[o.id] = o
+		c.mu.Unlock()
+	}
+	late := func(res appendResult) {
+		if res.err != nil {
+			putBack()
+			return
+		}
+		c.markClosed(o.id)
+		interruptedIntents.WithLabelValues(label).Inc()
+	}
+	if _, err := c.append(ctx, out, o.recordKey, late); err != nil {
+		if !errors.Is(err, errResultUnknown) {
+			putBack()
+		}
+		return fmt.Errorf("closing audit intent %s: %w", o.id, err)
+	}
+	c.markClosed(o.id)
+	interruptedIntents.WithLabelValues(label).Inc()
+	return nil
 }
 
 // snapshot returns the head and the checkpoint: the lowest offset of an

@@ -25,6 +25,8 @@ type fakeAdmin struct {
 	failures     int           // definitive failures for the next appends
 	hold         chan struct{} // when set, appends wait for it to close before they are answered
 	appends      int
+	abandon      chan struct{}
+	abandoned    int
 }
 
 func newFakeAdmin(topic string) *fakeAdmin {
@@ -68,6 +70,11 @@ func (f *fakeAdmin) AppendAsync(_ context.Context, topic string, _, value []byte
 		ch <- kafka.AppendResult{Err: fmt.Errorf("appending to %s: %w", topic, kafka.ErrUnavailable)}
 		return ch
 	}
+	if _, ok := f.topics[topic]; !ok {
+		f.mu.Unlock()
+		ch <- kafka.AppendResult{Err: fmt.Errorf("appending to %s: %w", topic, kafka.ErrTopicNotFound)}
+		return ch
+	}
 	// The record is stored now (the broker has it) even if the answer is
 	// held back: that is the lost-acknowledgement case.
 	off := f.next
@@ -78,11 +85,33 @@ func (f *fakeAdmin) AppendAsync(_ context.Context, topic string, _, value []byte
 		ch <- kafka.AppendResult{Offset: off}
 		return ch
 	}
+	abandon := f.abandonCh()
 	go func() {
-		<-hold
-		ch <- kafka.AppendResult{Offset: off}
+		select {
+		case <-hold:
+			ch <- kafka.AppendResult{Offset: off}
+		case <-abandon:
+			ch <- kafka.AppendResult{Err: fmt.Errorf("appending to %s: aborted", topic)}
+		}
 	}()
 	return ch
+}
+
+// abandonCh is closed by AbandonAppends; f.mu held.
+func (f *fakeAdmin) abandonCh() chan struct{} {
+	if f.abandon == nil {
+		f.abandon = make(chan struct{})
+	}
+	return f.abandon
+}
+
+// AbandonAppends fails the held appends, as the producer does.
+func (f *fakeAdmin) AbandonAppends(string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.abandoned++
+	close(f.abandonCh())
+	f.abandon = nil
 }
 
 func (f *fakeAdmin) Append(ctx context.Context, topic string, key, value []byte) error {
@@ -105,6 +134,14 @@ func (f *fakeAdmin) ReadRecords(_ context.Context, _ string, _ int32, from, to i
 		}
 	}
 	return out, nil
+}
+
+// lose is the brokers losing their data: the topic and its log are gone.
+func (f *fakeAdmin) lose(topic string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.topics, topic)
+	f.log, f.start, f.next = nil, 0, 0
 }
 
 // stored returns the log as the verifier reads it.

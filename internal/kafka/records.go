@@ -161,6 +161,17 @@ func (c *Client) ReadRecords(ctx context.Context, topic string, partition int32,
 // whether the record is stored. ctx cancels only a record not yet sent. A
 // writer that must know what is on the log (the audit hash chain) waits for
 // this answer even after its caller left.
+// AbandonAppends is the way out when no answer comes: brokers that
+// restarted without their data never answer a request sent before, and the
+// idempotent producer would keep such a record forever. It fails every
+// buffered record (the producer bumps its epoch, so no sequence number is
+// reused) and drops the producer's state of topic, whose partitions may now
+// be new ones. The caller must read the log to learn what was stored.
+func (c *Client) AbandonAppends(topic string) {
+	c.cl.UnsafeAbortBufferedRecords()
+	c.cl.PurgeTopicsFromProducing(topic)
+}
+
 func (c *Client) AppendAsync(ctx context.Context, topic string, key, value []byte) <-chan AppendResult {
 	done := make(chan AppendResult, 1) // the promise must never block kgo
 	c.cl.Produce(ctx, &kgo.Record{Topic: topic, Key: key, Value: value}, func(r *kgo.Record, err error) {

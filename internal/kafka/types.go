@@ -128,6 +128,10 @@ type Admin interface {
 	// the broker's definitive answer (stored at an offset, or not stored)
 	// exactly once, even after ctx ends; see records.go.
 	AppendAsync(ctx context.Context, topic string, key, value []byte) <-chan AppendResult
+	// AbandonAppends fails every record still waiting for an answer (the
+	// brokers lost it, or never answer) and forgets what the producer knew
+	// of topic, so the next append starts afresh on a recreated topic.
+	AbandonAppends(topic string)
 	// PartitionOffsets returns a partition's start and end offsets.
 	PartitionOffsets(ctx context.Context, topic string, partition int32) (Offsets, error)
 	// ReadRecords returns a partition's records in [from, to), at most max
