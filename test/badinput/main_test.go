@@ -82,7 +82,9 @@ func run(m *testing.M) int {
 	start := time.Now()
 	if env, err = testenv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "starting test control plane:", err)
-		_ = <-built // the build's own error says nothing more here
+		if err := <-built; err != nil {
+			fmt.Fprintln(os.Stderr, "building hmsbus:", err)
+		}
 		return 1
 	}
 	defer func() {

@@ -80,17 +80,6 @@ func parseLabels(s string, into map[string]string) {
 	}
 }
 
-// sum adds the series of name whose labels match every key of match.
-func (s scrape) sum(name string, match map[string]string) float64 {
-	total := 0.0
-	for _, smp := range s[name] {
-		if matches(smp.labels, match) {
-			total += smp.value
-		}
-	}
-	return total
-}
-
 func matches(labels, match map[string]string) bool {
 	for k, v := range match {
 		if labels[k] != v {

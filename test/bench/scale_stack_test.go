@@ -217,7 +217,7 @@ func (s *scaleStack) startManager(bin string, extra ...string) error {
 	for {
 		select {
 		case <-m.done:
-			return fmt.Errorf("operator exited at start: %v (log %s)", m.waitErr, m.logPath)
+			return fmt.Errorf("operator exited at start: %w (log %s)", m.waitErr, m.logPath)
 		default:
 		}
 		if resp, err := hc.Get("http://" + probe + "/readyz"); err == nil {
@@ -247,7 +247,7 @@ func (m *managerProcess) pid() int { return m.cmd.Process.Pid }
 func (m *managerProcess) running() error {
 	select {
 	case <-m.done:
-		return fmt.Errorf("operator exited: %v (log %s)", m.waitErr, m.logPath)
+		return fmt.Errorf("operator exited: %w (log %s)", m.waitErr, m.logPath)
 	default:
 		return nil
 	}
