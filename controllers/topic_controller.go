@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -302,13 +303,25 @@ func (r *TopicReconciler) apply(ctx context.Context, topic *busv1.Topic, p plan.
 func (r *TopicReconciler) brokerError(topic *busv1.Topic, err error) (reconcile.Result, error) {
 	gen := topic.Generation
 	if kafka.IsRejected(err) {
-		applyResult(&topic.Status.Conditions, gen, result{reason: busv1.ReasonBrokerRejected, message: err.Error(), stalled: true})
+		msg := err.Error()
+		if kafka.DependsOnCluster(err) {
+			msg += fmt.Sprintf("; asked again every %s, since the cluster's brokers decide it", clusterRecheck)
+		}
+		applyResult(&topic.Status.Conditions, gen, result{reason: busv1.ReasonBrokerRejected, message: msg, stalled: true})
 		r.Events.Eventf(topic, nil, corev1.EventTypeWarning, busv1.ReasonBrokerRejected, "Reconcile", "%s", err.Error())
+		if kafka.DependsOnCluster(err) {
+			return reconcile.Result{RequeueAfter: clusterRecheck}, nil
+		}
 		return reconcile.Result{}, reconcile.TerminalError(explained(err))
 	}
 	applyResult(&topic.Status.Conditions, gen, result{reason: unavailableReason(err), message: err.Error(), reconciling: true})
 	return reconcile.Result{}, explained(err)
 }
+
+// clusterRecheck is how often a request the cluster refused for its
+// current state (a replication factor its live brokers cannot hold) is
+// asked again.
+const clusterRecheck = 30 * time.Second
 
 // reservedName refuses the audit topic and Kafka's internal topics: a Topic
 // managing them could grant others write access to the audit trail.

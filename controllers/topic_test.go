@@ -429,6 +429,11 @@ func TestTopicBrokerRejectionIsStalledWithBrokerText(t *testing.T) {
 	if !strings.Contains(msg, "INVALID_REPLICATION_FACTOR") {
 		t.Fatalf("Ready message should carry the broker's error: %s", msg)
 	}
+	// The cluster decides this refusal (brokers join, or are fenced for a
+	// moment after a restart): the status says it is asked again.
+	if !strings.Contains(msg, "asked again every") {
+		t.Fatalf("Ready message should say the request is retried: %s", msg)
+	}
 	assertSaidOnce(t, msg)
 }
 

@@ -26,6 +26,13 @@
 //     change of its own) or "abandoned" (the intent was stored after its
 //     caller had given up waiting, so no write was made for it).
 //
+// A write that failed without an answer from the broker (a lost
+// connection, a timeout) may have been made all the same: its intent stays
+// open until a reconcile reads the broker, which confirms it (succeeded) if
+// the broker shows its effect; otherwise it is closed "failed" with the
+// error. Intents left by a stopped process are settled the same way (see
+// Confirm) before the Keeper would close them as interrupted.
+//
 // Grouping records by ID yields one change per ID. An intent without an
 // outcome means the write is in flight, or the operator stopped and the next
 // leader has not handed over yet.
@@ -414,6 +421,13 @@ func (p *Pending) DoneWith(ctx context.Context, err error, after any) {
 	}
 	r := p.r
 	c := r.chain()
+	if err != nil && kafka.NoAnswer(err) {
+		// The broker may have made the write: the next reconcile, which
+		// reads the broker, settles it (see holdUnknown, Confirm).
+		c.holdUnknown(&p.intent, err)
+		log.FromContext(ctx).Info("audit intent of a write without an answer kept open until the broker is read again", "id", p.intent.ID, "operation", p.intent.Operation, "resource", p.intent.Resource)
+		return
+	}
 	out := wireRecord{ID: p.intent.ID, Phase: PhaseOutcome, Time: time.Now().UTC(), Result: ResultSucceeded, After: after}
 	if err != nil {
 		out.Result, out.Error = ResultFailed, err.Error()

@@ -752,3 +752,62 @@ func TestWriterAbandonsAGroupTheBrokersNeverAnswer(t *testing.T) {
 		t.Fatalf("findings %v", f)
 	}
 }
+
+func TestWriteWithoutAnAnswerIsSettledByWhatTheBrokerShows(t *testing.T) {
+	admin := newFakeAdmin(DefaultTopic)
+	r, _ := newRecorder(admin, nil)
+	noAnswer := fmt.Errorf("creating topic FeeUpdated: %w", context.DeadlineExceeded)
+
+	// The broker made the write, but its answer never came: the next
+	// reconcile finds the topic and confirms the change.
+	p, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Done(ctxT(t), noAnswer)
+	if outs := outcomesFor(admin.records(), p.ID()); len(outs) != 0 {
+		t.Fatalf("a write without an answer got an outcome at once: %+v", outs)
+	}
+	if n, err := r.Confirm(ctxT(t), topicObj(), func(u Unfinished) bool { return u.Operation == OpCreateTopic }); n != 1 || err != nil {
+		t.Fatalf("Confirm settled %d (%v)", n, err)
+	}
+	if outs := outcomesFor(admin.records(), p.ID()); len(outs) != 1 || outs[0].Result != ResultSucceeded {
+		t.Fatalf("outcome %+v; want succeeded", outs)
+	}
+
+	// It did not: once a reconcile has looked, the Keeper records the
+	// failure with the write's own error.
+	other := topicObj()
+	other.UID = "uid-2"
+	p2, err := r.Begin(ctxT(t), other, "Topic", Record{Operation: OpCreateTopic, Resource: "Other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2.Done(ctxT(t), noAnswer)
+	stop := runKeeper(t, r, time.Nanosecond)
+	time.Sleep(100 * time.Millisecond)
+	if outs := outcomesFor(admin.records(), p2.ID()); len(outs) != 0 {
+		t.Fatalf("closed before any reconcile looked at the broker: %+v", outs)
+	}
+	if n, _ := r.Confirm(ctxT(t), other, func(Unfinished) bool { return false }); n != 0 {
+		t.Fatal("confirmed what the broker does not show")
+	}
+	waitFor(t, func() bool { return len(outcomesFor(admin.records(), p2.ID())) == 1 })
+	stop()
+	if outs := outcomesFor(admin.records(), p2.ID()); outs[0].Result != ResultFailed || !strings.Contains(outs[0].Error, "deadline exceeded") {
+		t.Fatalf("outcome %+v; want failed with the write's error", outs)
+	}
+
+	// A broker's answer is definitive: failed at once.
+	p3, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpDeleteTopic, Resource: "FeeUpdated"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p3.Done(ctxT(t), &kafka.RejectedError{Op: "deleting topic FeeUpdated", Code: "TOPIC_AUTHORIZATION_FAILED"})
+	if outs := outcomesFor(admin.records(), p3.ID()); len(outs) != 1 || outs[0].Result != ResultFailed {
+		t.Fatalf("outcome of a refused write %+v", outs)
+	}
+	if f := VerifyChain(admin.stored(), nil); len(f) != 0 {
+		t.Fatalf("findings %v", f)
+	}
+}

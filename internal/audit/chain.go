@@ -31,6 +31,24 @@ const loadTimeout = 2 * time.Minute
 // it, for good.
 const defaultAnswerTimeout = 30 * time.Second
 
+// unknownResultWait bounds how long a write that failed without an answer
+// waits for a reconcile to look at the broker before it is recorded failed.
+const unknownResultWait = 5 * time.Minute
+
+// holdUnknown keeps the intent of a write that failed without an answer
+// from the broker open, as an orphan to be settled: a retry of the same
+// write adopts it, a reconcile that finds its effect confirms it
+// (succeeded), otherwise the Keeper closes it failed with err's text.
+func (c *chain) holdUnknown(w *wireRecord, err error) {
+	o := orphanFrom(w, 0, ResultFailed)
+	o.errText, o.unknown = err.Error(), true
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	o.offset = c.open[w.ID]
+	delete(c.open, w.ID)
+	c.orphans[o.id] = &o
+}
+
 // abandonWait bounds the wait for the producer to fail what it abandoned.
 const abandonWait = 10 * time.Second
 
@@ -93,6 +111,11 @@ type orphan struct {
 	// intent found says this write did not take effect (or was undone);
 	// the broker's state can no longer confirm it.
 	superseded bool
+	// errText is the outcome's error when it is closed; set for a write
+	// of this process that failed without an answer (see holdUnknown),
+	// which waits until a reconcile has looked at the broker (checked).
+	errText          string
+	unknown, checked bool
 }
 
 func orphanFrom(w *wireRecord, offset int64, result string) orphan {
@@ -538,7 +561,7 @@ func (c *chain) confirmable(objectUID string, holds func(Unfinished) bool) []*or
 	c.mu.Lock()
 	var candidates []*orphan
 	for _, o := range c.orphans {
-		if o.objectUID == objectUID && o.result == ResultInterrupted && !o.superseded {
+		if o.objectUID == objectUID && o.result != ResultAbandoned && !o.superseded {
 			candidates = append(candidates, o)
 		}
 	}
@@ -547,6 +570,9 @@ func (c *chain) confirmable(objectUID string, holds func(Unfinished) bool) []*or
 	for _, o := range candidates {
 		u := Unfinished{Operation: o.op, Resource: o.resource, Before: rawJSON(o.before), After: rawJSON(o.after)}
 		if !holds(u) {
+			c.mu.Lock()
+			o.checked = true
+			c.mu.Unlock()
 			continue
 		}
 		c.mu.Lock()
@@ -748,7 +774,13 @@ func (c *chain) closeOrphans(ctx context.Context, window time.Duration) (int, er
 	c.mu.Lock()
 	var due []*orphan
 	for _, o := range c.orphans {
-		if time.Since(o.since) >= window {
+		age := time.Since(o.since)
+		// A write that failed here without an answer waits until a
+		// reconcile has read the broker since (it may yet be
+		// confirmed), however long the broker stays away, up to a
+		// bound.
+		waiting := o.unknown && !o.checked && !o.superseded && age < unknownResultWait
+		if age >= window && !waiting {
 			due = append(due, o)
 		}
 	}
@@ -767,8 +799,11 @@ func (c *chain) closeOrphans(ctx context.Context, window time.Duration) (int, er
 			continue
 		}
 		text := interruptedText
-		if o.result == ResultAbandoned {
+		switch {
+		case o.result == ResultAbandoned:
 			text = abandonedText
+		case o.errText != "":
+			text = o.errText
 		}
 		out := &wireRecord{ID: o.id, Phase: PhaseOutcome, Time: time.Now().UTC(), Result: o.result, Error: text}
 		if err := c.closeOrphan(ctx, o, out, o.result); err != nil {

@@ -45,7 +45,25 @@ func classify(err error, brokerMsg string) error {
 	}
 	// Everything else is the client failing to get an answer: dial and I/O
 	// errors, EOFs, our request deadline, a closed client, retries spent.
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", ErrUnavailable, &noAnswerError{err})
+}
+
+// noAnswerError marks a failure without an answer from the broker; its
+// text is the cause's.
+type noAnswerError struct{ err error }
+
+func (e *noAnswerError) Error() string { return e.err.Error() }
+func (e *noAnswerError) Unwrap() error { return e.err }
+
+// NoAnswer reports whether a write failed without an answer from the
+// broker (a lost connection, a timeout, a caller that stopped waiting):
+// the broker may have made it all the same. A broker's error answer is not
+// this: it is definitive.
+func NoAnswer(err error) bool {
+	if _, ok := errors.AsType[*noAnswerError](err); ok {
+		return true
+	}
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 func classifyKerr(ke *kerr.Error, err error, brokerMsg string) error {
@@ -58,6 +76,11 @@ func classifyKerr(ke *kerr.Error, err error, brokerMsg string) error {
 		return fmt.Errorf("%w: %w: %w", ErrUnavailable, ErrAuthentication, withMessage(err, brokerMsg))
 	case ke.Retriable || transientCodes[ke.Code]:
 		return fmt.Errorf("%w: %w", ErrUnavailable, withMessage(err, brokerMsg))
+	case ke.Code == kerr.InvalidReplicationFactor.Code:
+		// Kafka says this both of a factor larger than the cluster and,
+		// for a moment after a restart, of any factor while its brokers
+		// are still fenced.
+		return &RejectedError{Code: ke.Message, Message: brokerMsg, DependsOnCluster: true}
 	default:
 		return &RejectedError{Code: ke.Message, Message: brokerMsg}
 	}

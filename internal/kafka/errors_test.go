@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -118,5 +119,38 @@ func TestToWireRefusesWildcards(t *testing.T) {
 		if _, err := toWire(a); err == nil {
 			t.Errorf("case %d: %s accepted", i, a)
 		}
+	}
+}
+
+func TestNoAnswerTellsALostAnswerFromTheBrokersOwn(t *testing.T) {
+	cases := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection lost", opErr("creating topic x", classify(io.EOF, "")), true},
+		{"caller stopped waiting", opErr("creating topic x", classify(context.Canceled, "")), true},
+		{"broker's error answer", opErr("creating topic x", classify(kerr.UnknownServerError, "")), false},
+		{"broker refused", opErr("creating topic x", classify(kerr.TopicAuthorizationFailed, "")), false},
+		{"topic exists", opErr("creating topic x", classify(kerr.TopicAlreadyExists, "")), false},
+	}
+	for _, c := range cases {
+		if got := NoAnswer(c.err); got != c.want {
+			t.Errorf("%s: NoAnswer(%v) = %t, want %t", c.name, c.err, got, c.want)
+		}
+	}
+	if got := classify(io.EOF, "").Error(); !strings.Contains(got, io.EOF.Error()) {
+		t.Errorf("the cause's text is lost: %q", got)
+	}
+}
+
+func TestOnlyTheClusterDependentRejectionIsAskedAgain(t *testing.T) {
+	rf := opErr("creating topic x", classify(kerr.InvalidReplicationFactor, "All brokers are currently fenced"))
+	if !IsRejected(rf) || !DependsOnCluster(rf) {
+		t.Fatalf("INVALID_REPLICATION_FACTOR: rejected %t, depends on the cluster %t", IsRejected(rf), DependsOnCluster(rf))
+	}
+	cfg := opErr("creating topic x", classify(kerr.InvalidConfig, "segment.bytes too small"))
+	if !IsRejected(cfg) || DependsOnCluster(cfg) {
+		t.Fatalf("INVALID_CONFIG: rejected %t, depends on the cluster %t", IsRejected(cfg), DependsOnCluster(cfg))
 	}
 }

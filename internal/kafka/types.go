@@ -152,6 +152,10 @@ type RejectedError struct {
 	Op      string // what was asked, e.g. "creating topic FeeUpdated"
 	Code    string // Kafka error name, e.g. INVALID_CONFIG
 	Message string // broker's message, possibly empty
+	// DependsOnCluster: the same request may succeed once the cluster
+	// changes (brokers join, or stop being fenced after a restart), so
+	// it is worth asking again now and then although the spec is the same.
+	DependsOnCluster bool
 }
 
 func (e *RejectedError) Error() string {
@@ -159,6 +163,13 @@ func (e *RejectedError) Error() string {
 		return fmt.Sprintf("%s: broker rejected it: %s: %s", e.Op, e.Code, e.Message)
 	}
 	return fmt.Sprintf("%s: broker rejected it: %s", e.Op, e.Code)
+}
+
+// DependsOnCluster reports whether err is a rejection the cluster's
+// current state decides (see RejectedError.DependsOnCluster).
+func DependsOnCluster(err error) bool {
+	var r *RejectedError
+	return errors.As(err, &r) && r.DependsOnCluster
 }
 
 // IsRejected reports whether err is a terminal broker rejection.
