@@ -48,11 +48,16 @@ demo: controlplane build $(if $(filter kafka,$(BROKER)),kafka) ## Run the fee-up
 .PHONY: test
 test: controlplane build kafka pyclients ## Run every test tier (unit, integration, e2e) on the embedded broker, then the broker-facing ones on Apache Kafka.
 	@echo "== make test: every package, embedded broker =="
-	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v -e '/test/interop$$' -e '/test/identity$$')
+	go test $(GO_TEST_FLAGS) $$(go list ./... | grep -v -e '/test/interop$$' -e '/test/identity$$' -e '/test/fault$$')
 	@echo "== make test: broker-facing packages on Apache Kafka $(KAFKA_VERSION) (HMSBUS_TEST_BROKER=kafka) =="
 	@rm -f $(BROKER_REPORT)
 	HMSBUS_TEST_BROKER=kafka HMSBUS_TEST_BROKER_REPORT=$(BROKER_REPORT) \
 		go test $(GO_TEST_FLAGS) -p $(KAFKA_TIER_P) $(KAFKA_TIER_PKGS)
+	@echo "== make test: each fuzz target for $(FUZZTIME_TEST) (make fuzz runs them longer) =="
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_TEST)
+	@echo "== make test: fault suite (test/fault; faults injected mid-batch), embedded broker then Apache Kafka =="
+	go test -count=1 -timeout 40m ./test/fault/
+	HMSBUS_TEST_BROKER=kafka HMSBUS_TEST_BROKER_REPORT=$(BROKER_REPORT) go test -count=1 -timeout 40m ./test/fault/
 	@sort $(BROKER_REPORT)
 
 ##@ Development
@@ -122,11 +127,13 @@ bench: controlplane build ## Run benchmarks: the floor-vs-operator scale run (BE
 # Fuzz targets (package:FuzzName) that `make fuzz` runs one after another.
 # Their seed corpora (f.Add and testdata/fuzz/) also run in every `go test`.
 FUZZTIME ?= 60s
+# How long make test fuzzes each target, beyond the seed corpora every go test runs.
+FUZZTIME_TEST ?= 3s
 FUZZ_TARGETS := \
 	./internal/plan:FuzzPlanTopic ./internal/plan:FuzzDiffACLs ./internal/plan:FuzzDesiredACLs \
 	./pkg/bus:FuzzEventRecordRoundTrip ./pkg/bus:FuzzEventFromRecord ./pkg/bus:FuzzCredentialsFromSecretData \
 	./pkg/bus:FuzzValidate ./pkg/bus:FuzzClientConfigQuoting ./pkg/bus:FuzzParseOffset \
-	./internal/governance:FuzzSpecHash ./internal/audit:FuzzVerifyChain
+	./internal/governance:FuzzSpecHash ./internal/governance:FuzzEvaluate ./internal/audit:FuzzVerifyChain
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 60s), one after another; a crasher is saved under the package's testdata/fuzz/.
