@@ -32,7 +32,7 @@ type ChangeTicketReconciler struct {
 // Reconcile evaluates one ChangeTicket.
 func (r *ChangeTicketReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	// Tickets own no broker state, so they carry no finalizer.
-	return reconcileShape(ctx, r.Client, req, &busv1.ChangeTicket{}, func(t *busv1.ChangeTicket) any { return t.Status }, nil, r.evaluate)
+	return reconcileShape(ctx, r.Client, nil, req, &busv1.ChangeTicket{}, func(t *busv1.ChangeTicket) any { return t.Status }, nil, r.evaluate)
 }
 
 func (r *ChangeTicketReconciler) evaluate(ctx context.Context, t *busv1.ChangeTicket) (reconcile.Result, error) {

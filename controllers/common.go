@@ -7,12 +7,15 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -180,10 +183,21 @@ func applyResult(conds *[]metav1.Condition, gen int64, r result) {
 // reconcileShape is the Reconcile every kind shares: get the object, defer
 // one status patch, run finalize when it is being deleted, otherwise make
 // sure the finalizer is there (unless finalize is nil) and run apply.
-func reconcileShape[T client.Object](ctx context.Context, c client.Client, req reconcile.Request, obj T, status func(T) any,
+func reconcileShape[T client.Object](ctx context.Context, c client.Client, live client.Reader, req reconcile.Request, obj T, status func(T) any,
 	finalize, apply func(context.Context, T) (reconcile.Result, error)) (res reconcile.Result, retErr error) {
 	if err := c.Get(ctx, req.NamespacedName, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			writtenStatus.forget(obj, req.NamespacedName)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	if live != nil && writtenStatus.stale(obj, status(obj)) {
+		// The cache has not caught up with this process's own last
+		// status write: deciding from the older status would, for
+		// example, take an approved state for an unapproved one.
+		if err := live.Get(ctx, req.NamespacedName, obj); err != nil {
+			return reconcile.Result{}, client.IgnoreNotFound(err)
+		}
 	}
 	before := obj.DeepCopyObject().(T)
 	defer func() {
@@ -284,7 +298,67 @@ func patchStatus(ctx context.Context, c client.Client, before, after client.Obje
 		}
 		return fmt.Errorf("patching status of %s/%s: %w", after.GetNamespace(), after.GetName(), err)
 	}
+	writtenStatus.remember(after, afterStatus)
 	return nil
+}
+
+// writtenStatus remembers, per object, the resourceVersion and a hash of
+// the status this process last wrote, so a reconcile can tell a cache that
+// has not caught up with that write (see reconcileShape). A hash, not the
+// status: 20,000 objects cost about 2 MB.
+var writtenStatus statusMemo
+
+type statusMemo struct{ m sync.Map } // memoKey -> writtenMark
+
+type memoKey struct {
+	kind string
+	name types.NamespacedName
+}
+
+type writtenMark struct {
+	uid             types.UID
+	resourceVersion string
+	hash            [sha256.Size]byte
+}
+
+func keyOf(obj client.Object, name types.NamespacedName) memoKey {
+	return memoKey{kind: fmt.Sprintf("%T", obj), name: name}
+}
+
+func statusHash(status any) ([sha256.Size]byte, bool) {
+	b, err := json.Marshal(status)
+	if err != nil {
+		return [sha256.Size]byte{}, false
+	}
+	return sha256.Sum256(b), true
+}
+
+func (s *statusMemo) remember(obj client.Object, status any) {
+	if h, ok := statusHash(status); ok {
+		s.m.Store(keyOf(obj, client.ObjectKeyFromObject(obj)), writtenMark{uid: obj.GetUID(), resourceVersion: obj.GetResourceVersion(), hash: h})
+	}
+}
+
+// stale reports whether obj, as read, carries a status other than the one
+// this process last wrote, in another version than that write produced:
+// an older copy (or someone else's status write, which a live read shows
+// as well).
+func (s *statusMemo) stale(obj client.Object, status any) bool {
+	v, ok := s.m.Load(keyOf(obj, client.ObjectKeyFromObject(obj)))
+	if !ok {
+		return false
+	}
+	mark := v.(writtenMark)
+	if mark.uid != obj.GetUID() || obj.GetResourceVersion() == mark.resourceVersion {
+		return false
+	}
+	h, ok := statusHash(status)
+	return ok && h != mark.hash
+}
+
+// forget drops an object's mark once it is gone.
+func (s *statusMemo) forget(obj client.Object, name types.NamespacedName) {
+	s.m.Delete(keyOf(obj, name))
 }
 
 // isPaused reads the pause annotation. Any value strconv.ParseBool reads as

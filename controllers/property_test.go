@@ -130,9 +130,12 @@ const (
 	// just before a claim changed hands; it is kept short so a Topic
 	// recreated within seconds still counts as another object.
 	claimTolerance = time.Second
-	// quietFor is longer than a jittered resync period (2s + 10%), so a
-	// resync that would repair something has had its chance to write.
-	quietFor = 3500 * time.Millisecond
+	// quietFor is longer than the adapter's read-your-writes window (5s:
+	// for that long after its own write the operator sees what it wrote,
+	// not an out-of-band change made since) plus a jittered resync period
+	// (2s + 10%), so a resync that would repair something has had its
+	// chance to write.
+	quietFor = 8 * time.Second
 	// oobRetention is the value out-of-band config changes use: no spec
 	// ever asks for it, so a broker topic holding it at the end was not
 	// repaired.

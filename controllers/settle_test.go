@@ -4,6 +4,10 @@ import (
 	"encoding/json"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	busv1 "github.com/hms-platform/bus-operator/api/v1"
 	"github.com/hms-platform/bus-operator/internal/audit"
 	"github.com/hms-platform/bus-operator/internal/kafka"
 )
@@ -138,5 +142,43 @@ func TestCredentialAndQuotaWriteHolds(t *testing.T) {
 				t.Fatalf("quotaWriteHolds = %t, want %t", got, c.expect)
 			}
 		})
+	}
+}
+
+func TestStatusMemoTellsACacheBehindTheOperatorsOwnWrite(t *testing.T) {
+	var memo statusMemo
+	written := &busv1.Topic{ObjectMeta: metav1.ObjectMeta{Namespace: "fees", Name: "fee-updated", UID: "u1", ResourceVersion: "12"},
+		Status: busv1.TopicStatus{ApprovedSpecHash: "sha256:new", TopicID: "id-1"}}
+	memo.remember(written, written.Status)
+
+	older := written.DeepCopy()
+	older.ResourceVersion, older.Status.ApprovedSpecHash = "10", "sha256:old"
+	sameWrite := written.DeepCopy()
+	specEdited := written.DeepCopy()
+	specEdited.ResourceVersion, specEdited.Generation = "14", 2
+	recreated := older.DeepCopy()
+	recreated.UID = "u2"
+	otherKind := &busv1.Subscription{ObjectMeta: written.ObjectMeta}
+
+	cases := []struct {
+		name  string
+		obj   client.Object
+		state any
+		stale bool
+	}{
+		{"the write itself", sameWrite, sameWrite.Status, false},
+		{"an older copy", older, older.Status, true},
+		{"a newer version with the status written", specEdited, specEdited.Status, false},
+		{"another object of that name", recreated, recreated.Status, false},
+		{"another kind of that name", otherKind, otherKind.Status, false},
+	}
+	for _, c := range cases {
+		if got := memo.stale(c.obj, c.state); got != c.stale {
+			t.Errorf("%s: stale = %t, want %t", c.name, got, c.stale)
+		}
+	}
+	memo.forget(written, client.ObjectKeyFromObject(written))
+	if memo.stale(older, older.Status) {
+		t.Error("a forgotten object is still compared")
 	}
 }

@@ -129,7 +129,7 @@ const (
 
 // Reconcile brings one Subscription's credentials and grants in line.
 func (r *SubscriptionReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	return reconcileShape(ctx, r.Client, req, &busv1.Subscription{}, func(s *busv1.Subscription) any { return s.Status }, r.finalize, r.reconcileSubscription)
+	return reconcileShape(ctx, r.Client, r.liveReader(), req, &busv1.Subscription{}, func(s *busv1.Subscription) any { return s.Status }, r.finalize, r.reconcileSubscription)
 }
 
 // grantPlan is what a reconcile decided the broker should hold.

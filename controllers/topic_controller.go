@@ -54,7 +54,7 @@ type TopicReconciler struct {
 
 // Reconcile brings one Topic's broker topic to its last approved state.
 func (r *TopicReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	return reconcileShape(ctx, r.Client, req, &busv1.Topic{}, func(t *busv1.Topic) any { return t.Status }, r.finalize, r.reconcileTopic)
+	return reconcileShape(ctx, r.Client, r.liveReader(), req, &busv1.Topic{}, func(t *busv1.Topic) any { return t.Status }, r.finalize, r.reconcileTopic)
 }
 
 func (r *TopicReconciler) reconcileTopic(ctx context.Context, topic *busv1.Topic) (reconcile.Result, error) {
