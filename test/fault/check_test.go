@@ -632,15 +632,18 @@ func (r *caseRun) checkTrailCoversBroker(objs *caseObjects, st *brokerState, min
 	grants := map[string]string{}
 	// steps keeps the changes behind each grant's steps, for the message.
 	steps := map[string][]string{}
-	// preLoss counts, per grant, the leading steps begun before the broker
-	// was back from a data loss.
+	// preLoss counts, per grant, the steps begun before the broker was back
+	// from a data loss: they may have landed on the lost broker or the new
+	// one, and their records may come after later steps in the trail (an
+	// outcome repeating its lost intent), so they are kept out of signs.
 	preLoss := map[string]int{}
 	step := func(key, sign string, c *change) {
-		if r.straddledLoss(c) && len(grants[key]) == preLoss[key] {
+		steps[key] = append(steps[key], sign+describeChange(c))
+		if r.straddledLoss(c) {
 			preLoss[key]++
+			return
 		}
 		grants[key] += sign
-		steps[key] = append(steps[key], sign+describeChange(c))
 	}
 	for _, c := range mine {
 		in := c.Intent
@@ -697,7 +700,8 @@ func (r *caseRun) checkTrailCoversBroker(objs *caseObjects, st *brokerState, min
 			continue
 		}
 		cs := creates[name]
-		if r.fc.dataLoss && len(cs) == 2 && r.straddledLoss(cs[0]) && cs[1].Intent.Cause == audit.CauseDrift {
+		if r.fc.dataLoss && len(cs) == 2 && ((r.straddledLoss(cs[0]) && cs[1].Intent.Cause == audit.CauseDrift) ||
+			(r.straddledLoss(cs[1]) && cs[0].Intent.Cause == audit.CauseDrift)) {
 			// Created as the broker lost its data (the intent went with
 			// it, the outcome repeats it), then created again when the
 			// operator found it gone: two real creations.
@@ -739,20 +743,13 @@ func (r *caseRun) checkTrailCoversBroker(objs *caseObjects, st *brokerState, min
 		}
 	}
 	for k, signs := range grants {
-		if r.fc.dataLoss && strings.HasPrefix(signs, "-") && preLoss[k] == 0 {
-			// Created in the trail the broker lost, removed since.
-			signs = signs[1:]
-		}
-		if pre := preLoss[k]; pre > 0 {
-			// Steps begun before the broker came back empty may have
-			// landed on the lost broker: the trail is checked from the
-			// first step after it. A grant with no step since is left
-			// to the check of what the broker must hold.
-			if pre == len(signs) {
-				continue
-			}
-			signs = strings.TrimPrefix(signs[pre:], "-")
-			if signs == "" {
+		if r.fc.dataLoss {
+			// A grant created in the trail the broker lost (or by a step
+			// that straddled the loss) may be removed since; a grant
+			// with only straddling steps is left to the check of what
+			// the broker must hold.
+			signs = strings.TrimPrefix(signs, "-")
+			if signs == "" && (preLoss[k] > 0 || !present[k]) {
 				continue
 			}
 		}
