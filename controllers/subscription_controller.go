@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -446,7 +447,14 @@ func (r *SubscriptionReconciler) resolveTopics(ctx context.Context, sub *busv1.S
 		case !t.DeletionTimestamp.IsZero():
 			note(busv1.ReasonTopicNotReady, fmt.Sprintf("Topic %s is being deleted", ref))
 		case t.Status.TopicID == "":
-			note(busv1.ReasonTopicNotReady, fmt.Sprintf("Topic %s has not been created on the broker yet", ref))
+			// Say why, in the Topic's own words: a Topic whose ticket
+			// was denied or expired will not come, and its requester
+			// needs to know that here.
+			msg := fmt.Sprintf("Topic %s has not been created on the broker yet", ref)
+			if c := meta.FindStatusCondition(t.Status.Conditions, busv1.ConditionReady); c != nil && c.Status == metav1.ConditionFalse && c.Reason != "" {
+				msg += fmt.Sprintf(" (%s: %s)", c.Reason, c.Message)
+			}
+			note(busv1.ReasonTopicNotReady, msg)
 		default:
 			out = append(out, busv1.GrantedTopic{Namespace: t.Namespace, Name: t.Name, UID: string(t.UID), TopicName: t.Status.TopicName, TopicID: t.Status.TopicID})
 		}

@@ -392,8 +392,24 @@ func TestSubscriptionWaitsForTicketAndTopic(t *testing.T) {
 	}
 	approve(t, ns, "chg-w")
 	waitCondition(t, sub, subConds(sub), busv1.ConditionReady, metav1.ConditionFalse, busv1.ReasonTopicNotFound)
+	// The Topic exists but waits for its own ticket: the Subscription
+	// says so in the Topic's words.
+	fileTicket(t, ns, "chg-t", covers(busv1.KindTopic, "later"))
+	tp := newTopic(ns, "later", uniqueName(ns, "Later"), "chg-t", 1, nil)
+	create(t, tp)
+	eventually(t, "the Subscription names what its Topic waits for", func() error {
+		if err := env.Client.Get(ctxT(t), client.ObjectKeyFromObject(sub), sub); err != nil {
+			return err
+		}
+		msg := findCond(sub.Status.Conditions, busv1.ConditionReady)
+		if !strings.Contains(msg, "has not been created on the broker yet ("+busv1.ReasonAwaitingApproval) || !strings.Contains(msg, "chg-t") {
+			return fmt.Errorf("Ready message: %s", msg)
+		}
+		return nil
+	})
 	// The Topic appearing wakes the Subscription: no other touch needed.
-	readyTopic(t, ns, "later")
+	approve(t, ns, "chg-t")
+	waitTopicReady(t, tp)
 	waitSubReady(t, sub)
 }
 
