@@ -811,3 +811,91 @@ func TestWriteWithoutAnAnswerIsSettledByWhatTheBrokerShows(t *testing.T) {
 		t.Fatalf("findings %v", f)
 	}
 }
+
+// An append whose answer was lost may be stored all the same. Whatever
+// record it was, the trail must come out as if it had been answered: one
+// outcome per change, and a chain that goes on after the stored record
+// instead of forking beside it.
+func TestAppendStoredButAnsweredWithAnErrorIsNotRepeated(t *testing.T) {
+	cases := []struct {
+		name string
+		// lose is how many of the next appends, from the point chosen
+		// by run, are stored but answered with an error.
+		run func(t *testing.T, r *Recorder, admin *fakeAdmin) (id string)
+	}{
+		{"outcome retried by Done", func(t *testing.T, r *Recorder, admin *fakeAdmin) string {
+			p, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated", Cause: CauseApproved})
+			if err != nil {
+				t.Fatal(err)
+			}
+			admin.mu.Lock()
+			admin.lostAnswers = 1
+			admin.mu.Unlock()
+			p.Done(ctxT(t), nil)
+			return p.ID()
+		}},
+		{"outcome retried by the Keeper", func(t *testing.T, r *Recorder, admin *fakeAdmin) string {
+			r.OutcomeTimeout = 200 * time.Millisecond
+			p, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated", Cause: CauseApproved})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Stored but unanswered, then definitive refusals until Done
+			// gives up: the Keeper's retry must find the stored one.
+			admin.mu.Lock()
+			admin.lostAnswers, admin.failures = 1, 1000
+			admin.mu.Unlock()
+			p.Done(ctxT(t), nil)
+			admin.mu.Lock()
+			admin.failures = 0
+			admin.mu.Unlock()
+			stop := runKeeper(t, r, time.Hour)
+			waitFor(t, func() bool {
+				r.chain().mu.Lock()
+				defer r.chain().mu.Unlock()
+				return len(r.chain().retry) == 0 && len(r.chain().open) == 0
+			})
+			stop()
+			return p.ID()
+		}},
+		{"intent of a Begin that failed", func(t *testing.T, r *Recorder, admin *fakeAdmin) string {
+			admin.mu.Lock()
+			admin.lostAnswers = 1
+			admin.mu.Unlock()
+			if _, err := r.Begin(ctxT(t), topicObj(), "Topic", Record{Operation: OpCreateTopic, Resource: "FeeUpdated", Cause: CauseApproved}); !errors.Is(err, ErrAuditUnavailable) {
+				t.Fatalf("Begin: %v", err)
+			}
+			recs := admin.records()
+			id := recs[len(recs)-1].ID
+			// Nothing retries it: the Keeper closes it, as abandoned,
+			// since its Begin failed and no write was made.
+			stop := runKeeper(t, r, time.Nanosecond)
+			waitFor(t, func() bool { return len(outcomesFor(admin.records(), id)) > 0 })
+			stop()
+			if outs := outcomesFor(admin.records(), id); outs[0].Result != ResultAbandoned {
+				t.Fatalf("outcome %+v; want abandoned", outs[0])
+			}
+			return id
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			admin := newFakeAdmin(DefaultTopic)
+			r, _ := newRecorder(admin, &memHeads{})
+			r.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpAlterTopicConfig, Resource: "Before"})
+			id := tc.run(t, r, admin)
+			// Later changes chain on after everything stored.
+			r.Record(ctxT(t), topicObj(), "Topic", Record{Operation: OpAddPartitions, Resource: "After"})
+			recs := admin.records()
+			if outs := outcomesFor(recs, id); len(outs) != 1 {
+				t.Fatalf("change %s has %d outcomes, want exactly one: %+v", id, len(outs), outs)
+			}
+			if last := recs[len(recs)-1]; last.Seq != int64(len(recs)) {
+				t.Fatalf("last record has seq %d, want %d (one chain, no fork)", last.Seq, len(recs))
+			}
+			if f := VerifyChain(admin.stored(), nil); len(f) != 0 {
+				t.Fatalf("findings %v", f)
+			}
+		})
+	}
+}

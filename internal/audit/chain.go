@@ -183,6 +183,15 @@ type chain struct {
 	epoch atomic.Int64
 	// answerWait overrides defaultAnswerTimeout (tests).
 	answerWait time.Duration
+
+	// Owned by the writer (sem), set by load: outcomes the log holds
+	// since the checkpoint, by change ID, and the intents of Begin calls
+	// that failed although their record may be stored. An append that
+	// failed may have been stored all the same (the answer was lost, the
+	// producer was abandoned), so a retried outcome is checked against
+	// the log before it is sent again: one change, one outcome.
+	storedOutcomes map[string]appendResult
+	failedIntents  map[string]bool
 }
 
 func newChain(admin kafka.Admin, topic string, heads HeadStore) *chain {
@@ -284,6 +293,15 @@ func (c *chain) writeGroup() {
 	heads := make([]chainHead, len(reqs))
 	results := make([]<-chan kafka.AppendResult, len(reqs))
 	for i, r := range reqs {
+		if r.rec.Phase == PhaseOutcome {
+			if res, stored := c.storedOutcomes[r.rec.ID]; stored {
+				// An earlier attempt was stored although it failed:
+				// that record is the outcome, a second would make the
+				// change look as if it happened twice.
+				c.resolve(r, res)
+				continue
+			}
+		}
 		r.rec.Seq, r.rec.PrevHash = h.Seq+1, h.Hash
 		value, err := json.Marshal(r.rec)
 		if err != nil {
@@ -334,6 +352,11 @@ func (c *chain) writeGroup() {
 			c.invalidate() // re-check the topic before the next append
 		}
 		if res.Err != nil {
+			// A failed append may be stored all the same (the answer
+			// was lost on the way back): read the log before the next
+			// append, to chain after what it holds and to know which
+			// outcomes are stored (see storedOutcomes).
+			c.invalidate()
 			if errors.Is(res.Err, kafka.ErrTopicNotFound) && !abandoned {
 				// The audit topic is gone (deleted, or the brokers lost
 				// their data): load again, which recreates it and goes on
@@ -342,6 +365,12 @@ func (c *chain) writeGroup() {
 				c.admin.AbandonAppends(c.topic)
 				abandoned = true
 				c.invalidate()
+			}
+			if reqs[i].rec.Phase == PhaseIntent {
+				if c.failedIntents == nil {
+					c.failedIntents = map[string]bool{}
+				}
+				c.failedIntents[reqs[i].rec.ID] = true
 			}
 			failed = true
 			answers[i] = appendResult{err: res.Err}
@@ -463,6 +492,7 @@ func (c *chain) load(ctx context.Context) error {
 
 	head := chainHead{Seq: 0, Hash: GenesisHash, Offset: -1}
 	open := map[string]*orphan{}
+	outcomes := map[string]appendResult{}
 	for _, r := range records {
 		l, ok := parseChained(r.Value)
 		if !ok {
@@ -479,10 +509,16 @@ func (c *chain) load(ctx context.Context) error {
 		head = chainHead{Seq: l.Seq, Hash: HashRecord(r.Value), Offset: r.Offset, Time: w.Time}
 		switch l.Phase {
 		case PhaseIntent:
-			o := orphanFrom(&w, r.Offset, ResultInterrupted)
+			result := ResultInterrupted
+			if c.failedIntents[l.ID] {
+				// Its Begin failed, so no write was made for it.
+				result = ResultAbandoned
+			}
+			o := orphanFrom(&w, r.Offset, result)
 			open[l.ID] = &o
 		case PhaseOutcome:
 			delete(open, l.ID)
+			outcomes[l.ID] = appendResult{seq: l.Seq, offset: r.Offset}
 		}
 	}
 	if head.Seq == 0 && len(records) > 0 {
@@ -501,12 +537,18 @@ func (c *chain) load(ctx context.Context) error {
 		head = chainHead{Seq: pub.Seq, Hash: pub.Hash, Offset: pub.Offset, Time: pub.Time}
 	}
 	c.head = head
+	c.storedOutcomes, c.failedIntents = outcomes, nil
 	c.mu.Lock()
 	c.pubHead = head
 	for id, o := range open {
 		if _, mine := c.open[id]; !mine {
 			c.orphans[id] = o
 		}
+	}
+	for id := range outcomes {
+		// Closed by an outcome whose append failed but was stored: an
+		// orphan put back for another try is closed already.
+		delete(c.orphans, id)
 	}
 	c.mu.Unlock()
 	c.loaded.Store(true)

@@ -22,11 +22,15 @@ type fakeAdmin struct {
 	log          []kafka.StoredRecord
 	start        int64 // offset of log[0]
 	next         int64
-	failures     int           // definitive failures for the next appends
-	hold         chan struct{} // when set, appends wait for it to close before they are answered
-	appends      int
-	abandon      chan struct{}
-	abandoned    int
+	failures     int // definitive failures for the next appends
+	// lostAnswers: the next appends are stored, but answered with an
+	// error, as when the acknowledgement is lost and the producer gives
+	// up (delivery timeout, abandoned appends).
+	lostAnswers int
+	hold        chan struct{} // when set, appends wait for it to close before they are answered
+	appends     int
+	abandon     chan struct{}
+	abandoned   int
 }
 
 func newFakeAdmin(topic string) *fakeAdmin {
@@ -80,6 +84,12 @@ func (f *fakeAdmin) AppendAsync(_ context.Context, topic string, _, value []byte
 	off := f.next
 	f.next++
 	f.log = append(f.log, kafka.StoredRecord{Offset: off, Value: append([]byte(nil), value...)})
+	if f.lostAnswers > 0 {
+		f.lostAnswers--
+		f.mu.Unlock()
+		ch <- kafka.AppendResult{Err: fmt.Errorf("appending to %s: %w", topic, kafka.ErrUnavailable)}
+		return ch
+	}
 	f.mu.Unlock()
 	if hold == nil {
 		ch <- kafka.AppendResult{Offset: off}
