@@ -32,7 +32,7 @@ type flags struct {
 	mechanism, username             string
 	passwordFile, credentialsSecret string
 	tlsEnabled                      bool
-	tlsCAFile                       string
+	tlsCAFile, clientTLSCAFile      string
 	scramIterations                 int
 	minApprovals                    int
 	approvalMode                    string
@@ -66,6 +66,7 @@ func main() {
 	fs.StringVar(&f.credentialsSecret, "kafka-credentials-secret", "", "namespace/name of a Secret with keys username and password for the admin user")
 	fs.BoolVar(&f.tlsEnabled, "kafka-tls", false, "connect to the brokers with TLS")
 	fs.StringVar(&f.tlsCAFile, "kafka-tls-ca-file", "", "PEM CA bundle to trust for the brokers (implies --kafka-tls)")
+	fs.StringVar(&f.clientTLSCAFile, "client-tls-ca-file", "", "PEM CA bundle that clients trust for the brokers' TLS listeners, written into issued credentials (default: --kafka-tls-ca-file); for an operator that reaches the brokers on another listener than its workloads")
 	fs.IntVar(&f.scramIterations, "scram-iterations", 4096, "PBKDF2 iterations of issued SCRAM credentials (Kafka's default 4096; 4096-16384)")
 	fs.IntVar(&f.minApprovals, "min-approvals", 1, "minimum approvals every ChangeTicket needs")
 	fs.StringVar(&f.approvalMode, "approval-mode", string(governance.ApprovalPinned), "what an approval approves: pinned (the covered specs as they were when it was recorded; later edits and objects created later need a new ticket) or window (an approval without pins approves any spec of the covered objects until the ticket expires: weaker, see README)")
@@ -190,6 +191,16 @@ func (f flags) operatorConfig(ctx context.Context) (operator.Config, error) {
 			cfg.ClientCA = pem
 		}
 		cfg.Kafka.TLS = tc
+	}
+	if f.clientTLSCAFile != "" {
+		pem, err := os.ReadFile(f.clientTLSCAFile)
+		if err != nil {
+			return cfg, fmt.Errorf("reading --client-tls-ca-file: %w", err)
+		}
+		if _, err := kafka.TLSConfigFromPEM(pem); err != nil {
+			return cfg, fmt.Errorf("--client-tls-ca-file %s: %w", f.clientTLSCAFile, err)
+		}
+		cfg.ClientCA = pem
 	}
 	return cfg, nil
 }

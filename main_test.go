@@ -13,6 +13,7 @@ import (
 
 	"github.com/hms-platform/bus-operator/internal/governance"
 	"github.com/hms-platform/bus-operator/internal/operator"
+	"github.com/hms-platform/bus-operator/internal/pki"
 )
 
 func TestOperatorConfigErrorsAreClear(t *testing.T) {
@@ -39,6 +40,8 @@ func TestOperatorConfigErrorsAreClear(t *testing.T) {
 		{name: "empty password file", mutate: func(f *flags) { f.passwordFile = empty }, want: "is empty"},
 		{name: "secret reference without namespace", mutate: func(f *flags) { f.credentialsSecret = "admin-secret" }, want: "must be namespace/name"},
 		{name: "CA file without a certificate", mutate: func(f *flags) { f.tlsCAFile = badCA }, want: "holds no PEM certificate"},
+		{name: "client CA file without a certificate", mutate: func(f *flags) { f.clientTLSCAFile = badCA }, want: "--client-tls-ca-file " + badCA},
+		{name: "client CA file missing", mutate: func(f *flags) { f.clientTLSCAFile = filepath.Join(dir, "nope") }, want: "reading --client-tls-ca-file"},
 		{name: "approval mode unknown", mutate: func(f *flags) { f.approvalMode = "loose" }, want: "--approval-mode: approval mode \"loose\": want pinned or window"},
 		{name: "certificates valid too briefly", mutate: func(f *flags) { f.certValidity = time.Minute }, want: "--client-cert-validity 1m0s is too short"},
 	}
@@ -77,6 +80,21 @@ func TestOperatorConfigErrorsAreClear(t *testing.T) {
 	}
 	if !slices.Equal(cfg.WatchNamespaces, []string{"fees", "payments"}) || cfg.ClientsCA.String() != "ops/hmsbus-clients-ca" || cfg.AuditHead.String() != "audit/head" {
 		t.Fatalf("namespaced settings: %v %s %s", cfg.WatchNamespaces, cfg.ClientsCA, cfg.AuditHead)
+	}
+	// The CA clients trust may differ from the operator's own connection:
+	// it reaches the brokers on a plain listener, its workloads on TLS.
+	caPEM, _, err := pki.NewCA("brokers", time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "brokers-ca.pem")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clientsTLS := base
+	clientsTLS.clientTLSCAFile = caFile
+	if cfg, err := clientsTLS.operatorConfig(context.Background()); err != nil || string(cfg.ClientCA) != string(caPEM) || cfg.Kafka.TLS != nil {
+		t.Fatalf("--client-tls-ca-file: CA for clients %t, operator TLS %v, err %v", string(cfg.ClientCA) == string(caPEM), cfg.Kafka.TLS != nil, err)
 	}
 	none := base
 	none.mechanism, none.passwordFile, none.username = "none", "", ""

@@ -905,6 +905,11 @@ func (r *SubscriptionReconciler) ensureSecretOnce(ctx context.Context, sub *busv
 		creds.Bootstrap, creds.TLS = r.ClientBootstrap, r.ClientTLS
 		creds.Mechanism, creds.Username, creds.Password = g.mechanism(), sub.Username(), string(password)
 	}
+	if !creds.TLS {
+		// The brokers' CA goes only with a TLS listener: clients read a
+		// ca.crt as "speak TLS", which a plaintext listener refuses.
+		creds.CACert = nil
+	}
 	desired := secret.DeepCopy()
 	desired.Name, desired.Namespace = name, sub.Namespace
 	desired.Type = corev1.SecretTypeOpaque

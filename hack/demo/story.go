@@ -56,7 +56,7 @@ type story struct {
 }
 
 func (s *story) steps() []step {
-	return []step{
+	steps := []step{
 		{"Admin creates the team namespace " + namespace, s.createNamespace},
 		{"Alice (requester) files CHG-1042 and declares the topic and four subscriptions", s.declare},
 		{"Rita (reviewer) looks at what the pending ticket would change", s.review},
@@ -68,8 +68,15 @@ func (s *story) steps() []step {
 		{"Payment and SMS subscribe; the fee service publishes 120 -> 125 -> 135", s.publishAndSubscribe},
 		{"Audit replays the stream from the earliest offset", s.replay},
 		{"A late consumer starts at the latest offset and sees only what comes next", s.lateConsumer},
-		{"The audit trail on " + auditLog + ": every broker change and the ticket behind it", s.auditTrail},
 	}
+	if s.r.stack.MTLSBootstrap != "" && s.r.stack.OAuthBootstrap != "" {
+		// Only Apache Kafka has the listeners these identities need.
+		steps = append(steps,
+			step{"Alice files CHG-1043: SMS and audit read with identities that hold no password", s.declareIdentities},
+			step{"Rita approves CHG-1043; SMS reads with its client certificate, audit with its ServiceAccount token", s.passwordlessReaders},
+		)
+	}
+	return append(steps, step{"The audit trail on " + auditLog + ": every broker change and the ticket behind it", s.auditTrail})
 }
 
 // play runs every step, stopping at the first failure, which it names.
@@ -397,4 +404,133 @@ func (s *story) tailOperatorLog() {
 	if tail := localstack.TailFile(path, 20); tail != "" {
 		fmt.Fprintf(os.Stderr, "--- last lines of %s ---\n%s\n", path, tail)
 	}
+}
+
+// The identities of config/samples/identities, played on Apache Kafka.
+const (
+	identityTicket  = "chg-1043"
+	certReader      = "sms-cert"
+	tokenReader     = "audit-token"
+	readerAccount   = "audit-service"
+	strangerAccount = "marketing"
+	identitySamples = "identities"
+)
+
+func (s *story) declareIdentities(ctx context.Context) error {
+	dir := filepath.Join(s.r.stack.RootDir, "config", "samples", identitySamples)
+	s.r.out.line("  The platform team creates the audit service's ServiceAccount (people hold no right to):")
+	if _, err := s.r.run(ctx, s.r.kubectlAs(admin, "apply", "-f", filepath.Join(dir, "serviceaccount.yaml"))); err != nil {
+		return err
+	}
+	if _, err := s.r.run(ctx, s.r.kubectlAs(alice, "apply", "-f", filepath.Join(dir, "changeticket.yaml"), "-f", filepath.Join(dir, "subscriptions.yaml"))); err != nil {
+		return err
+	}
+	s.r.out.line("  Nothing reaches the broker before the approval: both wait for CHG-1043.")
+	return s.waitReason(ctx, busv1.ReasonAwaitingApproval, certReader, tokenReader)
+}
+
+// waitReason waits until each Subscription's Ready condition has reason.
+func (s *story) waitReason(ctx context.Context, reason string, names ...string) error {
+	c := s.r.stack.Env.Client
+	deadline := time.Now().Add(readyTimeout)
+	for _, name := range names {
+		for {
+			var sub busv1.Subscription
+			err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &sub)
+			cond := meta.FindStatusCondition(sub.Status.Conditions, busv1.ConditionReady)
+			if err == nil && cond != nil && cond.Reason == reason {
+				break
+			}
+			if time.Now().After(deadline) {
+				why := "no Ready condition"
+				if err != nil {
+					why = err.Error()
+				} else if cond != nil {
+					why = cond.Reason + ": " + cond.Message
+				}
+				return fmt.Errorf("subscription %s is not %s after %s (%s)", name, reason, readyTimeout, why)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func (s *story) passwordlessReaders(ctx context.Context) error {
+	if _, err := s.r.run(ctx, s.r.hmsbusAs(rita, "approve", identityTicket, "-n", namespace, "--comment", "No shared secrets: approved")); err != nil {
+		return err
+	}
+	args := []string{"wait", "--for=condition=Ready", "-n", namespace, "--timeout=" + readyTimeout.String(), "subscription/" + certReader, "subscription/" + tokenReader}
+	if _, err := s.r.run(ctx, s.r.kubectlAs(alice, args...)); err != nil {
+		return fmt.Errorf("%w\n(the operator's log is %s)", err, s.r.stack.Path(localstack.OperatorLog))
+	}
+	if _, err := s.r.run(ctx, s.r.kubectlAs(alice, "get", "subscriptions", certReader, tokenReader, "-n", namespace,
+		"-o", "custom-columns=NAME:.metadata.name,AUTHENTICATION:.status.authentication,PRINCIPAL:.status.principal,READY:.status.conditions[?(@.type=='Ready')].status")); err != nil {
+		return err
+	}
+	want := append(slices.Clone(fees), lateFee)
+	max := strconv.Itoa(len(want))
+
+	s.r.out.line("  SMS: the Secret holds a client certificate and key, no password:")
+	if err := s.exportSecret(ctx, certReader, certReader+"-bus-credentials"); err != nil {
+		return err
+	}
+	out, err := s.r.run(ctx, s.r.hmsbusWith(certReader, "stream", topic, "--offset", "earliest", "--max", max, "--timeout", "60s"))
+	if err != nil {
+		return err
+	}
+	if got := feesIn(out); !slices.Equal(got, want) {
+		return fmt.Errorf("the certificate reader saw fees %v; want %v", got, want)
+	}
+
+	s.r.out.line("  Audit: the Secret says only where to connect; the pod's projected token is the identity")
+	s.r.out.line("  (the admin plays the kubelet and asks for a token with audience " + localstack.TokenAudience + "):")
+	if err := s.exportSecret(ctx, tokenReader, tokenReader+"-bus-credentials"); err != nil {
+		return err
+	}
+	token, err := s.tokenFile(ctx, readerAccount)
+	if err != nil {
+		return err
+	}
+	out, err = s.r.run(ctx, s.r.hmsbusWith(tokenReader, "stream", topic, "--offset", "earliest", "--max", max, "--timeout", "60s", "--token-file", token))
+	if err != nil {
+		return err
+	}
+	if got := feesIn(out); !slices.Equal(got, want) {
+		return fmt.Errorf("the ServiceAccount reader saw fees %v; want %v", got, want)
+	}
+
+	s.r.out.line("  A token of another ServiceAccount of the namespace gets nothing: no approval names it.")
+	if _, err := s.r.run(ctx, s.r.kubectlAs(admin, "create", "serviceaccount", strangerAccount, "-n", namespace)); err != nil {
+		return err
+	}
+	other, err := s.tokenFile(ctx, strangerAccount)
+	if err != nil {
+		return err
+	}
+	return s.r.mustFail(ctx, s.r.hmsbusWith(tokenReader, "stream", topic, "--offset", "earliest", "--max", "1", "--timeout", "30s", "--token-file", other), "not authorized")
+}
+
+// tokenFile writes a short-lived token of the ServiceAccount, with the
+// audience the broker accepts, where a projected volume would put it.
+func (s *story) tokenFile(ctx context.Context, account string) (string, error) {
+	c := s.r.kubectlAs(admin, "create", "token", account, "-n", namespace, "--audience", localstack.TokenAudience, "--duration", "10m")
+	c.quiet = true
+	out, err := s.r.run(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	path := s.r.stack.Path("tokens", account)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("making the token directory: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(strings.TrimSpace(out)), 0o600); err != nil {
+		return "", fmt.Errorf("writing the token of %s: %w", account, err)
+	}
+	s.r.out.line(fmt.Sprintf("    wrote %s (a token of ServiceAccount %s/%s, not shown)", s.r.rel(path), namespace, account))
+	return path, nil
 }

@@ -61,7 +61,7 @@ const kafkaSCRAMIterations = 8192
 // startKafka runs Apache Kafka from bin/kafka (one KRaft node: SASL/SCRAM
 // on its client listener, ACLs enforced, the admin the only super user)
 // with its data and log in the state dir.
-func (s *Stack) startKafka(_ context.Context, timeout time.Duration) error {
+func (s *Stack) startKafka(ctx context.Context, timeout time.Duration) error {
 	version := "?"
 	if home, err := kafkabroker.ResolveHome(""); err == nil {
 		if v, err := kafkabroker.HomeVersion(home); err == nil {
@@ -69,12 +69,13 @@ func (s *Stack) startKafka(_ context.Context, timeout time.Duration) error {
 		}
 	}
 	s.BrokerName = "Apache Kafka " + version
-	begin := s.begin("starting " + s.BrokerName + " (one KRaft node, SASL/SCRAM and ACLs on, TLS listeners)")
-	kb, err := kafkabroker.Start(kafkabroker.Options{
-		Dir:          s.Path(brokerDataDir),
-		AdminUser:    BrokerAdmin,
-		StartTimeout: timeout,
-	})
+	kopts, err := s.identityOptions(ctx)
+	if err != nil {
+		return err
+	}
+	kopts.Dir, kopts.AdminUser, kopts.StartTimeout = s.Path(brokerDataDir), BrokerAdmin, timeout
+	begin := s.begin("starting " + s.BrokerName + " (one KRaft node, SASL/SCRAM and ACLs on, TLS, client-certificate and OAUTHBEARER listeners)")
+	kb, err := kafkabroker.Start(kopts)
 	if err != nil {
 		return err
 	}
@@ -93,16 +94,21 @@ func (s *Stack) startKafka(_ context.Context, timeout time.Duration) error {
 	}
 	s.Bootstrap = kb.Bootstrap()
 	s.ready(begin)
-	s.say("  bootstrap %s (TLS %s), admin password in %s, log %s", s.Bootstrap, kb.TLSBootstrap(), s.AdminPasswordFile, s.Path(BrokerLog))
+	s.say("  bootstrap %s (TLS %s, client certificates %s, ServiceAccount tokens %s), admin password in %s, log %s",
+		s.Bootstrap, kb.TLSBootstrap(), kb.MTLSBootstrap(), kb.OAuthBootstrap(), s.AdminPasswordFile, s.Path(BrokerLog))
 	return nil
 }
 
 // brokerArgs are the operator flags the broker needs besides its address.
-func (s *Stack) brokerArgs() []string {
-	if s.kafka != nil {
-		return []string{"--scram-iterations", strconv.Itoa(kafkaSCRAMIterations)}
+func (s *Stack) brokerArgs() ([]string, error) {
+	if s.kafka == nil {
+		return nil, nil
 	}
-	return nil
+	ids, err := s.identityArgs()
+	if err != nil {
+		return nil, err
+	}
+	return append([]string{"--scram-iterations", strconv.Itoa(kafkaSCRAMIterations)}, ids...), nil
 }
 
 // announcedBootstrap reads the "bootstrap:" line `hmsbus-broker` prints
@@ -142,13 +148,17 @@ func (s *Stack) startOperator(ctx context.Context, opts Options) error {
 		return err
 	}
 	s.ProbeAddr = fmt.Sprintf("127.0.0.1:%d", ports[0])
+	brokerArgs, err := s.brokerArgs()
+	if err != nil {
+		return err
+	}
 	args := append([]string{
 		"--kafka-bootstrap", s.Bootstrap,
 		"--kafka-username", BrokerAdmin,
 		"--kafka-password-file", s.AdminPasswordFile,
 		"--metrics-bind-address", "0",
 		"--health-probe-bind-address", s.ProbeAddr,
-	}, append(s.brokerArgs(), opts.ManagerArgs...)...)
+	}, append(brokerArgs, opts.ManagerArgs...)...)
 	s.operator, err = startProcess("operator", s.Path(OperatorLog), Environ("KUBECONFIG="+s.Path(operatorKubeconfig)),
 		filepath.Join(s.BinDir, "manager"), args...)
 	if err != nil {

@@ -92,6 +92,10 @@ type Stack struct {
 	AdminPasswordFile string
 	// ProbeAddr serves the operator's /healthz and /readyz.
 	ProbeAddr string
+	// MTLSBootstrap and OAuthBootstrap are the broker's listeners for
+	// client certificates and ServiceAccount tokens: Apache Kafka only,
+	// empty on the embedded broker (which has neither).
+	MTLSBootstrap, OAuthBootstrap string
 
 	progress io.Writer
 	cpLog    *os.File
@@ -223,6 +227,9 @@ func (s *Stack) startControlPlane(opts Options) error {
 		EtcdDataDir:  s.Path(etcdDataDir),
 		Output:       f,
 		StartTimeout: opts.ReadyTimeout,
+		// Kafka validates ServiceAccount tokens against the API server's
+		// JWKS, without Kubernetes credentials.
+		PublicIssuerDiscovery: opts.Broker == BrokerKafka,
 	})
 	if err != nil {
 		return fmt.Errorf("starting control plane (log: %s): %w", s.Path(ControlPlaneLog), err)
