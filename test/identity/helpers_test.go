@@ -187,6 +187,19 @@ func mountSecret(t *testing.T, sec *corev1.Secret, dir string) {
 	}
 }
 
+// mountedCredentials mounts sub's Secret in a new directory and reads it
+// as a pod would.
+func mountedCredentials(t *testing.T, sub *busv1.Subscription) bus.Credentials {
+	t.Helper()
+	dir := t.TempDir()
+	mountSecret(t, issuedSecret(t, sub), dir)
+	creds, err := bus.CredentialsFromDir(dir)
+	if err != nil {
+		t.Fatalf("reading the mounted Secret of %s: %v", sub.Name, err)
+	}
+	return creds
+}
+
 // publish sends one event with pkg/bus.
 func publish(c bus.Credentials, topic, data string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)

@@ -32,17 +32,7 @@ func TestPasswordIdentityBesideTheOthers(t *testing.T) {
 			t.Fatalf("%s: a Secret for a plaintext listener carries %s (%d bytes)", sub.Name, bus.SecretKeyCACert, len(ca))
 		}
 	}
-	writerDir, readerDir := t.TempDir(), t.TempDir()
-	mountSecret(t, issuedSecret(t, writer), writerDir)
-	mountSecret(t, issuedSecret(t, reader), readerDir)
-	writerCreds, err := bus.CredentialsFromDir(writerDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readerCreds, err := bus.CredentialsFromDir(readerDir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	writerCreds, readerCreds := mountedCredentials(t, writer), mountedCredentials(t, reader)
 	if err := publish(writerCreds, events.Spec.TopicName, `{"n":1}`); err != nil {
 		t.Fatalf("the writer's password cannot produce: %v", err)
 	}
