@@ -415,6 +415,21 @@ func TestSecretTamperingIsRepairedOrReported(t *testing.T) {
 	if c := repaired("bootstrap"); strings.Join(c.Bootstrap, ",") != strings.Join(broker.bootstrap(), ",") {
 		t.Fatalf("bootstrap not restored: %v", c.Bootstrap)
 	}
+	// The operator's cache compares a Secret by a digest it computes; one
+	// planted on the Secret is never believed, on the cached path or on
+	// the live one (label removed).
+	for _, unlabel := range []bool{false, true} {
+		edit("bootstrap edited under a planted digest", func(s *corev1.Secret) {
+			s.Annotations["bus.hms.io/cached-data-sha256"] = strings.Repeat("0", 64)
+			s.Data[bus.SecretKeyBootstrap] = []byte("evil.example:9092")
+			if unlabel {
+				delete(s.Labels, "app.kubernetes.io/managed-by")
+			}
+		})
+		if c := repaired("bootstrap under a planted digest"); strings.Join(c.Bootstrap, ",") != strings.Join(broker.bootstrap(), ",") {
+			t.Fatalf("bootstrap not restored: %v", c.Bootstrap)
+		}
+	}
 	edit("password edited", func(s *corev1.Secret) { s.Data[bus.SecretKeyPassword] = []byte("chosen-by-someone-else-0123456789") })
 	afterPassword := repaired("password")
 	if afterPassword.Password == "chosen-by-someone-else-0123456789" || afterPassword.Password == before.Password {

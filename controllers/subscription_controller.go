@@ -911,6 +911,7 @@ func (r *SubscriptionReconciler) ensureSecretOnce(ctx context.Context, sub *busv
 		creds.CACert = nil
 	}
 	desired := secret.DeepCopy()
+	delete(desired.Annotations, annotationCachedDataDigest) // the cache's, never written
 	desired.Name, desired.Namespace = name, sub.Namespace
 	desired.Type = corev1.SecretTypeOpaque
 	desired.Data = bus.SecretData(creds)
@@ -957,7 +958,7 @@ func (r *SubscriptionReconciler) ensureSecretOnce(ctx context.Context, sub *busv
 	case secret.Type != desired.Type:
 		// A Secret's type cannot change; one of another type is not ours.
 		return nil, out, &stalledError{foreignSecretMessage(sub, secret)}
-	case !equality.Semantic.DeepEqual(secret.Data, desired.Data) || !equality.Semantic.DeepEqual(secret.Annotations, desired.Annotations) ||
+	case !sameSecretData(secret, desired.Data) || !equality.Semantic.DeepEqual(withoutCacheAnnotation(secret.Annotations), desired.Annotations) ||
 		!equality.Semantic.DeepEqual(secret.Labels, desired.Labels) || !equality.Semantic.DeepEqual(secret.OwnerReferences, desired.OwnerReferences):
 		if err := r.Update(ctx, desired); err != nil {
 			return nil, out, fmt.Errorf("updating Secret %s: %w", name, err)
@@ -1038,6 +1039,10 @@ func (r *SubscriptionReconciler) currentSecret(ctx context.Context, ns, name str
 	err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, secret)
 	if apierrors.IsNotFound(err) && live {
 		err = r.liveReader().Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, secret)
+		// Only the cache's own copy carries a digest the operator made
+		// (TrimCachedSecret); on a Secret read from the API server the
+		// annotation is whatever someone wrote, and is not believed.
+		delete(secret.Annotations, annotationCachedDataDigest)
 	}
 	switch {
 	case apierrors.IsNotFound(err):

@@ -149,7 +149,9 @@ func New(rc *rest.Config, cfg Config) (manager.Manager, *kafka.Client, error) {
 			// when empty); NameClaims and Namespaces are cluster-scoped.
 			DefaultNamespaces: namespaces,
 			ByObject: map[client.Object]cache.ByObject{
-				&corev1.Secret{}: {Label: managed},
+				// The cached copy keeps only the keys a reconcile reads
+				// (and a digest of the rest): see TrimCachedSecret.
+				&corev1.Secret{}: {Label: managed, Transform: controllers.TrimCachedSecret},
 			},
 			// No reconciler reads managedFields, and they are the largest
 			// part of most cached objects: stripping them before they are
