@@ -3,12 +3,15 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -31,6 +34,9 @@ type claims struct {
 	// live reads around the cache: whether a claim exists, or its owner
 	// still does, must not be judged from a cache that lags behind.
 	live client.Reader
+	// waiting is the controller's waitlist: an object that does not hold
+	// the name it wants is woken by the next event on its claim.
+	waiting *waitlist
 }
 
 // claimOutcome is what claiming a name came to.
@@ -56,8 +62,9 @@ func (o claimOutcome) holder() string {
 // with a precondition on its UID, so of several objects finding it stale
 // only one removes it, and the race to create the next one is decided by
 // the API server again.
-func (k claims) claim(ctx context.Context, kind busv1.ClaimKind, name string, ownerKind busv1.CoveredKind, owner client.Object) (claimOutcome, error) {
+func (k claims) claim(ctx context.Context, kind busv1.ClaimKind, name string, ownerKind busv1.CoveredKind, owner client.Object) (out claimOutcome, err error) {
 	objName := busv1.ClaimObjectName(kind, name)
+	defer k.wait(kind, name, owner)(&out, &err)
 	for attempt := 0; attempt < 3; attempt++ {
 		existing := &busv1.NameClaim{}
 		err := k.c.Get(ctx, types.NamespacedName{Name: objName}, existing)
@@ -111,9 +118,10 @@ func (k claims) claim(ctx context.Context, kind busv1.ClaimKind, name string, ow
 
 // held reports, without creating anything, who holds name: the outcome's
 // claim is nil when nobody does.
-func (k claims) held(ctx context.Context, kind busv1.ClaimKind, name string, owner client.Object) (claimOutcome, error) {
+func (k claims) held(ctx context.Context, kind busv1.ClaimKind, name string, owner client.Object) (out claimOutcome, err error) {
+	defer k.wait(kind, name, owner)(&out, &err)
 	nc := &busv1.NameClaim{}
-	err := k.c.Get(ctx, types.NamespacedName{Name: busv1.ClaimObjectName(kind, name)}, nc)
+	err = k.c.Get(ctx, types.NamespacedName{Name: busv1.ClaimObjectName(kind, name)}, nc)
 	switch {
 	case apierrors.IsNotFound(err):
 		return claimOutcome{}, nil
@@ -121,6 +129,23 @@ func (k claims) held(ctx context.Context, kind busv1.ClaimKind, name string, own
 		return claimOutcome{}, fmt.Errorf("reading claim on %s %s: %w", kind, name, err)
 	}
 	return claimOutcome{owned: nc.Spec.Owner.UID == string(owner.GetUID()), claim: nc}, nil
+}
+
+// wait signs owner up for events on the name now, before the claim is
+// read; the returned func, deferred, takes it off again once it holds the
+// name. Without a waitlist (tests of the claim logic alone) it does
+// nothing.
+func (k claims) wait(kind busv1.ClaimKind, name string, owner client.Object) func(*claimOutcome, *error) {
+	if k.waiting == nil {
+		return func(*claimOutcome, *error) {}
+	}
+	key := claimWaitKey(kind, name)
+	k.waiting.add(key, owner)
+	return func(out *claimOutcome, err *error) {
+		if *err == nil && out.owned {
+			k.waiting.remove(key, owner)
+		}
+	}
 }
 
 // stale reports whether a claim's owner is gone.
@@ -167,26 +192,75 @@ func (k claims) release(ctx context.Context, kind busv1.ClaimKind, name string, 
 	return nil
 }
 
-// claimIndexValue is how objects are indexed by the names they claim or
-// want, so that releasing a claim wakes exactly the objects waiting for it.
-func claimIndexValue(kind busv1.ClaimKind, name string) string {
+// claimWaitKey names a claimable name in the waitlist.
+func claimWaitKey(kind busv1.ClaimKind, name string) string {
 	return string(kind) + "/" + busv1.ClaimKey(kind, name)
 }
 
-// indexClaimKeys is the field index of the claim keys an object wants.
-const indexClaimKeys = "claimKeys"
+// waitlist remembers which objects found a name held by someone else (or
+// by nobody yet, for an object that may not claim it), so that an event on
+// that name's NameClaim wakes exactly them. It replaces a field index over
+// every object: an index holds an entry for each of 20,000 objects, the
+// waitlist only for the few that wait. It lives in memory: after a restart
+// every object is reconciled once and those still waiting sign up again.
+type waitlist struct {
+	mu sync.Mutex
+	m  map[string]map[types.NamespacedName]struct{}
+}
 
-// claimWaiters maps a NameClaim event to the objects that want its name.
-func claimWaiters(ctx context.Context, c client.Reader, list client.ObjectList, nc *busv1.NameClaim, items func() []client.Object) []reconcile.Request {
-	if err := c.List(ctx, list, client.MatchingFields{indexClaimKeys: claimIndexValue(nc.Spec.Kind, nc.Spec.Name)}); err != nil {
-		log.FromContext(ctx).Error(err, "listing objects waiting for a name", "claim", nc.Name)
-		return nil
+// add signs obj up for events on key. Callers sign up before they read the
+// claim, so an event between the read and the sign-up is not missed.
+func (w *waitlist) add(key string, obj client.Object) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = map[string]map[types.NamespacedName]struct{}{}
 	}
-	var out []reconcile.Request
-	for _, o := range items() {
-		if string(o.GetUID()) != nc.Spec.Owner.UID {
-			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: o.GetName()}})
-		}
+	if w.m[key] == nil {
+		w.m[key] = map[types.NamespacedName]struct{}{}
+	}
+	w.m[key][client.ObjectKeyFromObject(obj)] = struct{}{}
+}
+
+// remove takes obj off key's list: it holds the name.
+func (w *waitlist) remove(key string, obj client.Object) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.m[key], client.ObjectKeyFromObject(obj))
+	if len(w.m[key]) == 0 {
+		delete(w.m, key)
+	}
+}
+
+// take returns the objects waiting on key and empties its list: each is
+// reconciled, and signs up again if it still waits.
+func (w *waitlist) take(key string) []reconcile.Request {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	waiting := w.m[key]
+	delete(w.m, key)
+	out := make([]reconcile.Request, 0, len(waiting))
+	for k := range waiting {
+		out = append(out, reconcile.Request{NamespacedName: k})
 	}
 	return out
+}
+
+// len is how many names have waiters (tests).
+func (w *waitlist) len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.m)
+}
+
+// wakeWaiters maps a NameClaim event to the objects waiting for its name,
+// for the claim kinds a controller handles.
+func wakeWaiters(w *waitlist, kinds ...busv1.ClaimKind) handler.MapFunc {
+	return func(_ context.Context, o client.Object) []reconcile.Request {
+		nc, ok := o.(*busv1.NameClaim)
+		if !ok || !slices.Contains(kinds, nc.Spec.Kind) {
+			return nil
+		}
+		return w.take(claimWaitKey(nc.Spec.Kind, nc.Spec.Name))
+	}
 }

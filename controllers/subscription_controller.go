@@ -66,6 +66,8 @@ const (
 // SubscriptionReconciler issues SCRAM credentials and least-privilege ACLs.
 type SubscriptionReconciler struct {
 	client.Client
+	// waiting holds the objects waiting for a name someone else holds.
+	waiting waitlist
 	// APIReader reads around the cache. It decides, rarely, whether a
 	// Secret or SCRAM user belongs to someone else: a cache that has not
 	// yet seen the operator's own new Secret must not make it look foreign.
@@ -561,7 +563,7 @@ func (r *SubscriptionReconciler) claimNames(ctx context.Context, sub *busv1.Subs
 }
 
 func (r *SubscriptionReconciler) claims() claims {
-	return claims{c: r.Client, live: r.liveReader()}
+	return claims{c: r.Client, live: r.liveReader(), waiting: &r.waiting}
 }
 
 // syncCredentials writes the Secret, then, for SCRAM, the broker's
@@ -1319,16 +1321,6 @@ func (r *SubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing Subscriptions by Topic: %w", err)
 	}
-	if err := idx.IndexField(ctx, &busv1.Subscription{}, indexClaimKeys, func(o client.Object) []string {
-		s := o.(*busv1.Subscription)
-		out := []string{claimIndexValue(busv1.ClaimCredentialsSecret, s.Namespace+"/"+s.SecretName())}
-		if g := consumerGroup(s); g != "" {
-			out = append(out, claimIndexValue(busv1.ClaimConsumerGroup, g))
-		}
-		return out
-	}); err != nil {
-		return fmt.Errorf("indexing Subscriptions by claimed names: %w", err)
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&busv1.Subscription{}, builder.WithPredicates(specOrMetaChanged)).
 		// Only what others do to the Secret wakes its Subscription: the
@@ -1337,7 +1329,7 @@ func (r *SubscriptionReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// broker reads.
 		Owns(&corev1.Secret{}, builder.WithPredicates(notOwnSecretWrite)).
 		// A released claim wakes the Subscriptions waiting for the name.
-		Watches(&busv1.NameClaim{}, handler.EnqueueRequestsFromMapFunc(r.subscriptionsWantingName)).
+		Watches(&busv1.NameClaim{}, handler.EnqueueRequestsFromMapFunc(wakeWaiters(&r.waiting, busv1.ClaimConsumerGroup, busv1.ClaimCredentialsSecret))).
 		// Subscriptions sharing a ServiceAccount principal judge the ACLs
 		// they find by each other's recorded grants: a sibling recording
 		// (or dropping) grants wakes the others, so none reports them as
@@ -1426,23 +1418,6 @@ func (r *SubscriptionReconciler) principalSiblings(ctx context.Context, o client
 		}
 	}
 	return out
-}
-
-// subscriptionsWantingName wakes the Subscriptions that want a claimed
-// Secret name or consumer group.
-func (r *SubscriptionReconciler) subscriptionsWantingName(ctx context.Context, o client.Object) []reconcile.Request {
-	nc := o.(*busv1.NameClaim)
-	if nc.Spec.Kind != busv1.ClaimConsumerGroup && nc.Spec.Kind != busv1.ClaimCredentialsSecret {
-		return nil
-	}
-	var list busv1.SubscriptionList
-	return claimWaiters(ctx, r.Client, &list, nc, func() []client.Object {
-		out := make([]client.Object, 0, len(list.Items))
-		for i := range list.Items {
-			out = append(out, &list.Items[i])
-		}
-		return out
-	})
 }
 
 func roleOf(s *busv1.Subscription) busv1.Role {

@@ -33,6 +33,8 @@ import (
 // in the last approved state.
 type TopicReconciler struct {
 	client.Client
+	// waiting holds the objects waiting for a name someone else holds.
+	waiting waitlist
 	// APIReader reads around the cache, to judge claims and their owners
 	// from the API server itself.
 	APIReader client.Reader
@@ -197,7 +199,7 @@ func (r *TopicReconciler) ownerState(ctx context.Context, nc *busv1.NameClaim) s
 }
 
 func (r *TopicReconciler) claims() claims {
-	return claims{c: r.Client, live: r.liveReader()}
+	return claims{c: r.Client, live: r.liveReader(), waiting: &r.waiting}
 }
 
 func (r *TopicReconciler) liveReader() client.Reader {
@@ -414,17 +416,12 @@ func (r *TopicReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}); err != nil {
 		return fmt.Errorf("indexing Topics by ticket: %w", err)
 	}
-	if err := idx.IndexField(ctx, &busv1.Topic{}, indexClaimKeys, func(o client.Object) []string {
-		return []string{claimIndexValue(busv1.ClaimBrokerTopic, o.(*busv1.Topic).BrokerTopicName())}
-	}); err != nil {
-		return fmt.Errorf("indexing Topics by broker name: %w", err)
-	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&busv1.Topic{}, builder.WithPredicates(specOrMetaChanged)).
 		Watches(&busv1.ChangeTicket{}, handler.EnqueueRequestsFromMapFunc(r.topicsForTicket)).
 		// A released claim wakes the Topics that want the name; a new one
 		// tells waiting unapproved Topics who holds it.
-		Watches(&busv1.NameClaim{}, handler.EnqueueRequestsFromMapFunc(r.topicsWantingName)).
+		Watches(&busv1.NameClaim{}, handler.EnqueueRequestsFromMapFunc(wakeWaiters(&r.waiting, busv1.ClaimBrokerTopic))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
 		Named("topic").
 		Complete(r)
@@ -437,22 +434,6 @@ func (r *TopicReconciler) topicsForTicket(ctx context.Context, o client.Object) 
 		return nil
 	}
 	return requestsFor(list.Items)
-}
-
-// topicsWantingName wakes the Topics that want a claimed broker name.
-func (r *TopicReconciler) topicsWantingName(ctx context.Context, o client.Object) []reconcile.Request {
-	nc := o.(*busv1.NameClaim)
-	if nc.Spec.Kind != busv1.ClaimBrokerTopic {
-		return nil
-	}
-	var list busv1.TopicList
-	return claimWaiters(ctx, r.Client, &list, nc, func() []client.Object {
-		out := make([]client.Object, 0, len(list.Items))
-		for i := range list.Items {
-			out = append(out, &list.Items[i])
-		}
-		return out
-	})
 }
 
 func requestsFor(items []busv1.Topic) []reconcile.Request {
