@@ -205,7 +205,7 @@ func claimWaitKey(kind busv1.ClaimKind, name string) string {
 // every object is reconciled once and those still waiting sign up again.
 type waitlist struct {
 	mu sync.Mutex
-	m  map[string]map[types.NamespacedName]struct{}
+	m  map[string]map[types.NamespacedName]types.UID
 }
 
 // add signs obj up for events on key. Callers sign up before they read the
@@ -214,12 +214,12 @@ func (w *waitlist) add(key string, obj client.Object) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.m == nil {
-		w.m = map[string]map[types.NamespacedName]struct{}{}
+		w.m = map[string]map[types.NamespacedName]types.UID{}
 	}
 	if w.m[key] == nil {
-		w.m[key] = map[types.NamespacedName]struct{}{}
+		w.m[key] = map[types.NamespacedName]types.UID{}
 	}
-	w.m[key][client.ObjectKeyFromObject(obj)] = struct{}{}
+	w.m[key][client.ObjectKeyFromObject(obj)] = obj.GetUID()
 }
 
 // remove takes obj off key's list: it holds the name.
@@ -233,15 +233,19 @@ func (w *waitlist) remove(key string, obj client.Object) {
 }
 
 // take returns the objects waiting on key and empties its list: each is
-// reconciled, and signs up again if it still waits.
-func (w *waitlist) take(key string) []reconcile.Request {
+// reconciled, and signs up again if it still waits. The claim's owner is
+// not woken by its own claim: it signed up just before creating it, and
+// the create's event may come before it takes itself off.
+func (w *waitlist) take(key string, owner types.UID) []reconcile.Request {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	waiting := w.m[key]
 	delete(w.m, key)
 	out := make([]reconcile.Request, 0, len(waiting))
-	for k := range waiting {
-		out = append(out, reconcile.Request{NamespacedName: k})
+	for k, uid := range waiting {
+		if uid != owner {
+			out = append(out, reconcile.Request{NamespacedName: k})
+		}
 	}
 	return out
 }
@@ -261,6 +265,6 @@ func wakeWaiters(w *waitlist, kinds ...busv1.ClaimKind) handler.MapFunc {
 		if !ok || !slices.Contains(kinds, nc.Spec.Kind) {
 			return nil
 		}
-		return w.take(claimWaitKey(nc.Spec.Kind, nc.Spec.Name))
+		return w.take(claimWaitKey(nc.Spec.Kind, nc.Spec.Name), types.UID(nc.Spec.Owner.UID))
 	}
 }

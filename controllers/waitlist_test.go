@@ -47,6 +47,15 @@ func TestWaitlistWakesExactlyTheObjectsWaitingForAName(t *testing.T) {
 	if got := wake(context.Background(), claim(busv1.ClaimBrokerTopic, "Other")); len(got) != 1 || got[0].Namespace != "c" {
 		t.Fatalf("an object whose read failed must still be woken, got %v", got)
 	}
+	// The event of a claim its owner just created does not wake the owner
+	// (still signed up while it creates the claim), only the others.
+	k.wait(busv1.ClaimBrokerTopic, "Race", a)(&notHeld, &failed)
+	k.wait(busv1.ClaimBrokerTopic, "Race", b)(&notHeld, &noErr)
+	own := claim(busv1.ClaimBrokerTopic, "Race")
+	own.Spec.Owner.UID = string(a.UID)
+	if got := wake(context.Background(), own); len(got) != 1 || got[0].Namespace != "b" {
+		t.Fatalf("the owner's own claim woke %v; want only b/t", got)
+	}
 	if n := w.len(); n != 0 {
 		t.Fatalf("%d names still have waiters", n)
 	}
