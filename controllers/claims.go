@@ -250,13 +250,6 @@ func (w *waitlist) take(key string, owner types.UID) []reconcile.Request {
 	return out
 }
 
-// len is how many names have waiters (tests).
-func (w *waitlist) len() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.m)
-}
-
 // wakeWaiters maps a NameClaim event to the objects waiting for its name,
 // for the claim kinds a controller handles.
 func wakeWaiters(w *waitlist, kinds ...busv1.ClaimKind) handler.MapFunc {

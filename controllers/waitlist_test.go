@@ -56,7 +56,7 @@ func TestWaitlistWakesExactlyTheObjectsWaitingForAName(t *testing.T) {
 	if got := wake(context.Background(), own); len(got) != 1 || got[0].Namespace != "b" {
 		t.Fatalf("the owner's own claim woke %v; want only b/t", got)
 	}
-	if n := w.len(); n != 0 {
+	if n := len(w.m); n != 0 {
 		t.Fatalf("%d names still have waiters", n)
 	}
 	// Without a waitlist nothing is recorded and nothing breaks.

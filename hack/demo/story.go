@@ -113,10 +113,15 @@ func (s *story) declare(ctx context.Context) error {
 // every Subscription has a Ready condition, so the table shows the
 // operator's verdict rather than empty columns.
 func (s *story) waitAwaitingApproval(ctx context.Context) error {
-	c := s.r.stack.Env.Client
+	return s.waitOperator(ctx, "evaluated the sample", func() (string, error) { return s.notYetEvaluated(ctx, s.r.stack.Env.Client) })
+}
+
+// waitOperator polls notYet (what the operator has not done yet, "" when
+// it has) until it says nothing is left, for at most readyTimeout.
+func (s *story) waitOperator(ctx context.Context, what string, notYet func() (string, error)) error {
 	deadline := time.Now().Add(readyTimeout)
 	for {
-		why, err := s.notYetEvaluated(ctx, c)
+		why, err := notYet()
 		if err == nil && why == "" {
 			return nil
 		}
@@ -124,7 +129,7 @@ func (s *story) waitAwaitingApproval(ctx context.Context) error {
 			why = err.Error()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the operator has not evaluated the sample after %s: %s (see %s)", readyTimeout, why, s.r.stack.Path(localstack.OperatorLog))
+			return fmt.Errorf("the operator has not %s after %s: %s (see %s)", what, readyTimeout, why, s.r.stack.Path(localstack.OperatorLog))
 		}
 		select {
 		case <-ctx.Done():
@@ -431,33 +436,18 @@ func (s *story) declareIdentities(ctx context.Context) error {
 
 // waitReason waits until each Subscription's Ready condition has reason.
 func (s *story) waitReason(ctx context.Context, reason string, names ...string) error {
-	c := s.r.stack.Env.Client
-	deadline := time.Now().Add(readyTimeout)
-	for _, name := range names {
-		for {
+	return s.waitOperator(ctx, "marked them "+reason, func() (string, error) {
+		for _, name := range names {
 			var sub busv1.Subscription
-			err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &sub)
-			cond := meta.FindStatusCondition(sub.Status.Conditions, busv1.ConditionReady)
-			if err == nil && cond != nil && cond.Reason == reason {
-				break
+			if err := s.r.stack.Env.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &sub); err != nil {
+				return "", fmt.Errorf("reading Subscription %s: %w", name, err)
 			}
-			if time.Now().After(deadline) {
-				why := "no Ready condition"
-				if err != nil {
-					why = err.Error()
-				} else if cond != nil {
-					why = cond.Reason + ": " + cond.Message
-				}
-				return fmt.Errorf("subscription %s is not %s after %s (%s)", name, reason, readyTimeout, why)
-			}
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(200 * time.Millisecond):
+			if cond := meta.FindStatusCondition(sub.Status.Conditions, busv1.ConditionReady); cond == nil || cond.Reason != reason {
+				return "Subscription " + name + " is not " + reason + " yet", nil
 			}
 		}
-	}
-	return nil
+		return "", nil
+	})
 }
 
 func (s *story) passwordlessReaders(ctx context.Context) error {
